@@ -1,0 +1,1 @@
+"""Static Heat environment files shipped with heatgen (e.g. the sandbox stubs)."""

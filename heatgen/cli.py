@@ -1,0 +1,50 @@
+"""The ``heatgen`` command line: parse arguments, call one library function, print, exit.
+
+Heavy modules (heatclient, keystoneauth1, the sandbox) are imported inside the command that
+needs them, so ``heatgen render`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from heatgen import __version__
+from heatgen.errors import ConfigError, ExitStatus, HeatgenError
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="heatgen",
+        description="Render, deploy and resize elastic HTCondor grids on OpenStack Heat.",
+    )
+    parser.add_argument("--version", action="version", version=f"heatgen {__version__}")
+    parser.add_argument("--debug", action="store_true", help="log API calls (secrets redacted)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    from heatgen import cli_render
+
+    cli_render.register(sub)
+
+    from heatgen.sandbox import cli as sandbox_cli
+
+    sandbox_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return int(error.exit_status)
+    except HeatgenError as error:
+        print(f"heatgen: error: {error}", file=sys.stderr)
+        return int(error.exit_status)
+    except KeyboardInterrupt:
+        print("heatgen: interrupted", file=sys.stderr)
+        return int(ExitStatus.INTERRUPTED)

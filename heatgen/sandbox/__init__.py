@@ -1,0 +1,1 @@
+"""Local Keystone + Heat sandbox."""

@@ -28,6 +28,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     cli_render.register(sub)
 
+    from heatgen import cli_stack
+
+    cli_stack.register(sub)
+
     from heatgen.sandbox import cli as sandbox_cli
 
     sandbox_cli.register(sub)

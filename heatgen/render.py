@@ -80,6 +80,7 @@ PARAMETER_MAP: tuple[tuple[str, Callable[[Site], Any]], ...] = (
     ("worker_min", lambda s: s.workers.min),
     ("worker_max", lambda s: s.workers.max),
     ("worker_desired", lambda s: s.workers.desired),
+    ("site_worker_desired", lambda s: s.workers.desired),
     ("pool_name", lambda s: s.condor.pool_name),
     ("wait_timeout", lambda s: s.wait_timeout),
     ("cooldown", lambda s: s.autoscaling.cooldown),

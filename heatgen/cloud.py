@@ -1,0 +1,114 @@
+"""heatgen's one interface to a cloud, as plain data and a Protocol.
+
+Only :mod:`heatgen.osclient` implements it against the real OpenStack clients; tests use an
+in-memory fake of the same Protocol. Nothing here imports an OpenStack library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from heatgen.plandiff import Definition
+
+
+@dataclass(frozen=True)
+class Stack:
+    """What heatgen needs to know of a stack."""
+
+    id: str
+    name: str
+    status: str  # e.g. CREATE_IN_PROGRESS: action and state joined by "_"
+    reason: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def action(self) -> str:
+        return self.status.rsplit("_", 2)[0] if self.status.count("_") >= 2 else self.status
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status.endswith("_IN_PROGRESS")
+
+    @property
+    def failed(self) -> bool:
+        return self.status.endswith("_FAILED")
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    time: str  # ISO 8601 as Heat reports it
+    resource: str
+    status: str
+    reason: str
+    stack: str = ""  # name of the (nested) stack the resource is in
+
+
+@dataclass(frozen=True)
+class Resource:
+    name: str
+    type: str
+    status: str
+    reason: str
+    physical_id: str
+    stack_id: str  # the stack the resource belongs to (nested stacks included)
+    parent: str = ""  # name of the resource that owns the nested stack, "" at top level
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Alarm:
+    id: str
+    name: str
+    type: str
+    state: str
+    state_timestamp: str
+    description: str
+    rule: Mapping[str, Any]
+    actions: Sequence[str]
+
+
+class Cloud(Protocol):
+    """The calls heatgen makes. Every method raises :class:`heatgen.errors.CloudError`."""
+
+    @property
+    def is_sandbox(self) -> bool: ...
+
+    def find_stack(self, name_or_id: str) -> Stack | None: ...
+
+    def get_stack(self, stack_id: str) -> Stack | None: ...
+
+    def validate(self, fields: Mapping[str, Any]) -> None: ...
+
+    def create_stack(self, fields: Mapping[str, Any]) -> str: ...
+
+    def update_stack(self, stack_id: str, fields: Mapping[str, Any], patch: bool) -> None: ...
+
+    def preview_create(self, fields: Mapping[str, Any]) -> list[Resource]: ...
+
+    def preview_update(
+        self, stack_id: str, fields: Mapping[str, Any], patch: bool
+    ) -> dict[str, list[str]]: ...
+
+    def delete_stack(self, stack_id: str) -> None: ...
+
+    def deployed_definition(self, stack_id: str) -> Definition: ...
+
+    def events(self, stack_id: str, after: str | None) -> list[Event]: ...
+
+    def resources(self, stack_id: str, nested_depth: int) -> list[Resource]: ...
+
+    def resource_attribute(self, stack_id: str, resource: str, attribute: str) -> Any: ...
+
+    def mark_unhealthy(
+        self, stack_id: str, resource: str, unhealthy: bool, reason: str
+    ) -> None: ...
+
+    def signal_wait_handle(self, endpoint: str, token: str, body: Mapping[str, Any]) -> None: ...
+
+    def alarms(self, stack_id: str) -> list[Alarm]: ...
+
+    def alarm_history(self, alarm_id: str) -> list[dict[str, Any]]: ...

@@ -1,0 +1,618 @@
+"""A grid's life after ``render``: deploy, scale, watch, inspect and delete, over a :class:`Cloud`.
+
+Every waiting call takes the newest event as a marker before it acts, streams only new events,
+has a deadline, and ends in a named outcome: the final :class:`Stack`, :class:`StackFailed`
+(with the failed resources, nested ones included) or :class:`WaitTimeout`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from heatgen import plandiff, stackfields
+from heatgen.cloud import Cloud, Event, Resource, Stack
+from heatgen.config import Site
+from heatgen.errors import CloudError, HeatgenError, StackFailed, UsageError, WaitTimeout
+from heatgen.render import RenderedGrid
+
+POLL_INTERVAL = 0.5
+WAIT_MARGIN = 600  # seconds on top of the master's wait_timeout for a whole create
+# Replacing any of these breaks the running pool: the plan must be confirmed with --yes.
+PROTECTED_RESOURCES = frozenset({"master", "master_port", "master_floating_ip", "pool_secret"})
+SECRET_OUTPUTS = frozenset(
+    {"scale_up_url", "scale_down_url", "scale_up_alarm_url", "scale_down_alarm_url"}
+)
+PLAN_KINDS = ("added", "updated", "replaced", "deleted", "unchanged")
+WAIT_HANDLE = "master_wait_handle"
+WAIT_CONDITION = "master_wait"
+WORKER_GROUP = "workers"
+
+
+class Reporter(Protocol):
+    """Where progress goes; the library itself never prints."""
+
+    def event(self, event: Event) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+
+class SilentReporter:
+    def event(self, event: Event) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+
+class StackBusy(CloudError):
+    """The stack is in the middle of another operation."""
+
+
+class NotDeployed(HeatgenError):
+    """The site has no stack in this cloud."""
+
+
+@dataclass
+class Clock:
+    """Time and sleep, replaceable in tests."""
+
+    now: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+def latest_event_id(cloud: Cloud, stack_id: str) -> str | None:
+    events = cloud.events(stack_id, after=None)
+    return events[-1].id if events else None
+
+
+def failed_resources(cloud: Cloud, stack_id: str) -> list[Resource]:
+    try:
+        resources = cloud.resources(stack_id, nested_depth=5)
+    except CloudError:
+        return []
+    return [r for r in resources if r.status.endswith("_FAILED")]
+
+
+def describe_failure(stack: Stack, failed: list[Resource]) -> str:
+    lines = [f"stack {stack.name} is {stack.status}: {stack.reason or 'no reason given'}"]
+    for resource in failed:
+        where = f"{resource.parent}/" if resource.parent else ""
+        lines.append(
+            f"  {where}{resource.name} ({resource.type}) {resource.status}: "
+            f"{resource.reason or 'no reason given'}"
+        )
+    return "\n".join(lines)
+
+
+def wait_for_stack(
+    cloud: Cloud,
+    stack_id: str,
+    action: str,
+    *,
+    timeout: float,
+    marker: str | None,
+    report: Reporter,
+    on_poll: Callable[[Stack], None] | None = None,
+    clock: Clock | None = None,
+) -> Stack | None:
+    """Wait until ``action`` on the stack ends; return the final stack (None once deleted)."""
+    clock = clock or Clock()
+    deadline = clock.now() + timeout
+    seen = marker
+    while True:
+        stack = cloud.get_stack(stack_id)
+        for event in cloud.events(stack_id, after=seen) if stack is not None else []:
+            report.event(event)
+            seen = event.id
+        if stack is None:
+            if action == "DELETE":
+                return None
+            raise StackFailed(f"stack {stack_id} disappeared while waiting for {action}")
+        if stack.status == f"{action}_COMPLETE":
+            return stack
+        if stack.status == f"{action}_FAILED" or (stack.failed and not stack.in_progress):
+            raise StackFailed(describe_failure(stack, failed_resources(cloud, stack_id)))
+        if on_poll is not None and stack.in_progress:
+            on_poll(stack)
+        if clock.now() >= deadline:
+            raise WaitTimeout(
+                f"stack {stack.name} is still {stack.status} after {timeout:.0f} s; it was "
+                f"left alone: run `heatgen status` to look, or the same command again to wait"
+            )
+        clock.sleep(POLL_INTERVAL)
+
+
+def wait_until_idle(
+    cloud: Cloud, stack: Stack, *, timeout: float, report: Reporter, clock: Clock | None = None
+) -> Stack:
+    """Wait until another operation on the stack has ended (``--wait-for-idle``)."""
+    clock = clock or Clock()
+    deadline = clock.now() + timeout
+    report.note(f"stack {stack.name} is {stack.status}; waiting until it is idle")
+    current: Stack | None = stack
+    while current is not None and current.in_progress:
+        if clock.now() >= deadline:
+            raise WaitTimeout(f"stack {stack.name} stayed {current.status} for {timeout:.0f} s")
+        clock.sleep(POLL_INTERVAL)
+        current = cloud.get_stack(stack.id)
+    if current is None:
+        raise NotDeployed(f"stack {stack.name} was deleted while heatgen waited")
+    return current
+
+
+def refuse_if_busy(
+    cloud: Cloud, stack: Stack, *, wait_for_idle: bool, timeout: float, report: Reporter,
+    clock: Clock | None = None,
+) -> Stack:
+    if not stack.in_progress:
+        return stack
+    if wait_for_idle:
+        return wait_until_idle(cloud, stack, timeout=timeout, report=report, clock=clock)
+    raise StackBusy(
+        f"stack {stack.name} is busy ({stack.status}); try again when it is done, "
+        "or pass --wait-for-idle to queue behind it"
+    )
+
+
+# --------------------------------------------------------------------------- sandbox master
+
+
+class SandboxMaster:
+    """Plays the master's part in the sandbox, where no VM boots: signals the wait handle once.
+
+    It sends the same JSON the master's boot script sends with the handle's ``curl_cli``.
+    """
+
+    def __init__(self, cloud: Cloud, report: Reporter) -> None:
+        self.cloud = cloud
+        self.report = report
+        self.signalled = False
+
+    def __call__(self, stack: Stack) -> None:
+        if self.signalled or not stack.status.startswith("CREATE"):
+            return
+        status = {r.name: r.status for r in self.cloud.resources(stack.id, nested_depth=0)}
+        if status.get(WAIT_CONDITION) != "CREATE_IN_PROGRESS":
+            return
+        endpoint = self.cloud.resource_attribute(stack.id, WAIT_HANDLE, "endpoint")
+        token = self.cloud.resource_attribute(stack.id, WAIT_HANDLE, "token")
+        if not endpoint or not token:
+            return
+        self.cloud.signal_wait_handle(endpoint, token, sandbox_ready_signal())
+        self.signalled = True
+        self.report.note(
+            "sandbox: no VM boots here, so heatgen sent the master's ready signal to the "
+            "wait condition itself (the same JSON the master's boot script sends)"
+        )
+
+
+def sandbox_ready_signal() -> dict[str, str]:
+    return {
+        "status": "SUCCESS",
+        "id": "master",
+        "reason": "central manager ready (signalled by the heatgen sandbox)",
+        "data": "sandbox",
+    }
+
+
+# --------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Heat's own answer to "what would this change": resource names by kind.
+
+    ``over_reported`` lists what Heat's preview called updated/replaced although the
+    definition does not change (see :mod:`heatgen.plandiff`); they are shown as unchanged.
+    """
+
+    changes: Mapping[str, list[str]]
+    over_reported: tuple[str, ...] = ()
+
+    @property
+    def has_changes(self) -> bool:
+        return any(self.changes.get(kind) for kind in ("added", "updated", "replaced", "deleted"))
+
+    @property
+    def replaces_protected(self) -> list[str]:
+        return sorted(set(self.changes.get("replaced", [])) & PROTECTED_RESOURCES)
+
+    def lines(self) -> list[str]:
+        lines = [
+            f"{kind:>9}: {', '.join(sorted(self.changes.get(kind, []))) or '-'}"
+            for kind in PLAN_KINDS
+        ]
+        if self.over_reported:
+            lines.append(
+                f"   (note): Heat's preview also lists {', '.join(self.over_reported)} as "
+                "changed only because a preview cannot resolve references; their definitions "
+                "are unchanged, so the update leaves them alone"
+            )
+        return lines
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"changes": {k: sorted(self.changes.get(k, [])) for k in PLAN_KINDS},
+                "over_reported": list(self.over_reported)}
+
+
+def reconciled_plan(
+    heat_changes: Mapping[str, list[str]], old: plandiff.Definition, new: plandiff.Definition
+) -> Plan:
+    """Heat's preview, with what it over-reports moved to unchanged."""
+    changed = plandiff.changed_resources(old, new, heat_changes.get("replaced", []))
+    changes, moved = plandiff.reconcile(heat_changes, changed)
+    return Plan(changes, tuple(moved))
+
+
+def same_definition(old: plandiff.Definition, new: plandiff.Definition) -> bool:
+    """True when an update would send Heat exactly what it already has."""
+    if dict(old.template) != dict(new.template):
+        return False
+    for name, value in new.parameters.items():
+        if plandiff._normal(value) != plandiff._normal(old.parameters.get(name, object())):
+            return False
+    if any(old.files.get(name) != text for name, text in new.files.items()):
+        return False
+    return all(old.registry.get(k) == v for k, v in new.registry.items())
+
+
+# --------------------------------------------------------------------------- deploy
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    dry_run: bool = False
+    wait: bool = True
+    timeout: float | None = None
+    yes: bool = False
+    wait_for_idle: bool = False
+    play_master: bool = True  # sandbox only: send the master's ready signal
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    action: str  # created | updated | unchanged | planned | started
+    stack: Stack | None
+    plan: Plan | None = None
+    elapsed: float = 0.0
+    parameters_sent: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _extra_environments(cloud: Cloud) -> dict[str, str]:
+    if not cloud.is_sandbox:
+        return {}
+    name = stackfields.SANDBOX_ENVIRONMENT
+    return {name: stackfields.packaged_environment(name)}
+
+
+def _deadline(site: Site, timeout: float | None) -> float:
+    return timeout if timeout is not None else float(site.wait_timeout + WAIT_MARGIN)
+
+
+def _create(
+    cloud: Cloud, fields: Mapping[str, Any], name: str, report: Reporter, clock: Clock
+) -> str:
+    """Create the stack; after a failure whose outcome is unknown, look before trying again.
+
+    A create is never issued while a stack of that name exists, so one grid is never made twice.
+    """
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        try:
+            return cloud.create_stack(fields)
+        except CloudError as error:
+            if not getattr(error, "transient", False) or attempt == attempts:
+                raise
+            report.note(f"create failed ({error}); checking whether Heat made the stack")
+            clock.sleep(min(2.0**attempt, 10.0))
+            found = cloud.find_stack(name)
+            if found is not None:
+                report.note(f"Heat did make stack {name} ({found.status}); attaching to it")
+                return found.id
+    raise AssertionError("unreachable")
+
+
+def desired_for_update(site: Site, stack: Stack) -> int:
+    """The worker count a re-deploy sends: the config's if it changed, else the live size.
+
+    Re-deploying an unchanged config must not undo what the alarms or `heatgen scale` did.
+    The config's value at the last deploy is kept in the stack as ``site_worker_desired``.
+    """
+    deployed = _int(stack.parameters.get("site_worker_desired"))
+    if deployed is None or deployed != site.workers.desired:
+        return site.workers.desired
+    current = _int(stack.outputs.get("worker_count"))
+    if current is None:
+        return site.workers.desired
+    return max(site.workers.min, min(site.workers.max, current))
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def deploy(
+    cloud: Cloud,
+    grid: RenderedGrid,
+    options: DeployOptions,
+    report: Reporter,
+    confirm: Callable[[str], bool] = lambda question: False,
+    clock: Clock | None = None,
+) -> DeployResult:
+    """Create the grid's stack, or converge an existing one to the config."""
+    clock = clock or Clock()
+    started = clock.now()
+    site = grid.site
+    timeout = _deadline(site, options.timeout)
+    extra = _extra_environments(cloud)
+    fields = stackfields.create_fields(grid, extra_environments=extra)
+    on_poll = SandboxMaster(cloud, report) if cloud.is_sandbox and options.play_master else None
+
+    existing = cloud.find_stack(site.site)
+    if existing is not None and existing.in_progress and not options.dry_run:
+        if existing.action in ("CREATE", "UPDATE") and not options.wait_for_idle:
+            report.note(f"stack {site.site} is {existing.status}; attaching to it")
+            if not options.wait:
+                return DeployResult("started", existing, elapsed=clock.now() - started)
+            marker = latest_event_id(cloud, existing.id)
+            final = wait_for_stack(
+                cloud, existing.id, existing.action, timeout=timeout, marker=marker,
+                report=report, on_poll=on_poll, clock=clock,
+            )
+            existing = final
+        else:
+            existing = refuse_if_busy(
+                cloud, existing, wait_for_idle=options.wait_for_idle, timeout=timeout,
+                report=report, clock=clock,
+            )
+
+    if existing is None:
+        cloud.validate(fields)
+        if options.dry_run:
+            added = [r.name for r in cloud.preview_create(fields)]
+            plan = Plan({"added": added})
+            return DeployResult("planned", None, plan=plan, elapsed=clock.now() - started)
+        stack_id = _create(cloud, fields, site.site, report, clock)
+        report.note(f"creating stack {site.site} ({stack_id})")
+        if not options.wait:
+            return DeployResult("started", cloud.get_stack(stack_id), elapsed=clock.now() - started)
+        final = wait_for_stack(
+            cloud, stack_id, "CREATE", timeout=timeout, marker=None, report=report,
+            on_poll=on_poll, clock=clock,
+        )
+        return DeployResult("created", final, elapsed=clock.now() - started)
+
+    desired = desired_for_update(site, existing)
+    override = {"worker_desired": desired}
+    update = stackfields.update_fields(grid, parameters=override, extra_environments=extra)
+    cloud.validate(fields)
+    deployed = cloud.deployed_definition(existing.id)
+    wanted = stackfields.definition(grid, parameters=override, extra_environments=extra)
+    plan = reconciled_plan(cloud.preview_update(existing.id, update, patch=False), deployed, wanted)
+    if options.dry_run:
+        return DeployResult("planned", existing, plan=plan, elapsed=clock.now() - started,
+                            parameters_sent=override)
+    if same_definition(deployed, wanted) and not existing.failed:
+        return DeployResult("unchanged", existing, plan=plan, elapsed=clock.now() - started)
+    protected = plan.replaces_protected
+    if protected and not options.yes:
+        question = (
+            f"this update replaces {', '.join(protected)}: the pool's central manager and "
+            "every running job would be lost. Go ahead?"
+        )
+        if not confirm(question):
+            raise UsageError(
+                f"the plan replaces {', '.join(protected)}; nothing was changed. Review the plan "
+                "and pass --yes to go ahead"
+            )
+    existing = refuse_if_busy(
+        cloud, existing, wait_for_idle=options.wait_for_idle, timeout=timeout, report=report,
+        clock=clock,
+    )
+    marker = latest_event_id(cloud, existing.id)
+    cloud.update_stack(existing.id, update, patch=False)
+    report.note(f"updating stack {site.site} (workers: {desired})")
+    if not options.wait:
+        return DeployResult("started", cloud.get_stack(existing.id), plan=plan,
+                            elapsed=clock.now() - started)
+    final = wait_for_stack(
+        cloud, existing.id, "UPDATE", timeout=timeout, marker=marker, report=report,
+        on_poll=on_poll, clock=clock,
+    )
+    return DeployResult("updated", final, plan=plan, elapsed=clock.now() - started,
+                        parameters_sent={"worker_desired": desired})
+
+
+# --------------------------------------------------------------------------- scale
+
+
+@dataclass(frozen=True)
+class ScaleRequest:
+    workers: int
+    min: int | None = None
+    max: int | None = None
+    dry_run: bool = False
+    wait: bool = True
+    timeout: float = 1800.0
+    wait_for_idle: bool = False
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    action: str  # scaled | planned | unchanged | started
+    stack: Stack | None
+    parameters: Mapping[str, int]
+    plan: Plan | None = None
+    elapsed: float = 0.0
+
+
+def scale_parameters(site: Site, request: ScaleRequest) -> dict[str, int]:
+    """The PATCH parameters for a capacity change, checked against min/max before any call."""
+    low = request.min if request.min is not None else site.workers.min
+    high = request.max if request.max is not None else site.workers.max
+    problems = []
+    if low < 0:
+        problems.append(f"--min must be >= 0 (got {low})")
+    if high < 1:
+        problems.append(f"--max must be >= 1 (got {high})")
+    if low > high:
+        problems.append(f"min must be <= max (got {low} > {high})")
+    if not low <= request.workers <= high:
+        problems.append(
+            f"--workers {request.workers} is outside min..max {low}..{high}; "
+            "change the bounds with --min/--max"
+        )
+    if problems:
+        raise UsageError("; ".join(problems))
+    params = {"worker_desired": request.workers}
+    if request.min is not None:
+        params["worker_min"] = request.min
+    if request.max is not None:
+        params["worker_max"] = request.max
+    return params
+
+
+def require_stack(cloud: Cloud, site: Site) -> Stack:
+    stack = cloud.find_stack(site.site)
+    if stack is None:
+        raise NotDeployed(f"stack {site.site} does not exist in this cloud; run `heatgen deploy`")
+    return stack
+
+
+def scale(
+    cloud: Cloud,
+    site: Site,
+    request: ScaleRequest,
+    report: Reporter,
+    clock: Clock | None = None,
+) -> ScaleResult:
+    """Change the group's size with a PATCH update of only the capacity parameters."""
+    clock = clock or Clock()
+    started = clock.now()
+    params = scale_parameters(site, request)
+    stack = require_stack(cloud, site)
+    fields = stackfields.patch_fields(params)
+    if request.dry_run:
+        deployed = cloud.deployed_definition(stack.id)
+        wanted = plandiff.Definition(
+            deployed.template, {**deployed.parameters, **params}, deployed.files,
+            deployed.registry,
+        )
+        plan = reconciled_plan(cloud.preview_update(stack.id, fields, patch=True), deployed, wanted)
+        return ScaleResult("planned", stack, params, plan=plan, elapsed=clock.now() - started)
+    stack = refuse_if_busy(
+        cloud, stack, wait_for_idle=request.wait_for_idle, timeout=request.timeout,
+        report=report, clock=clock,
+    )
+    marker = latest_event_id(cloud, stack.id)
+    cloud.update_stack(stack.id, fields, patch=True)
+    report.note(f"resizing {site.site}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
+    if not request.wait:
+        return ScaleResult("started", stack, params, elapsed=clock.now() - started)
+    final = wait_for_stack(
+        cloud, stack.id, "UPDATE", timeout=request.timeout, marker=marker, report=report,
+        clock=clock,
+    )
+    return ScaleResult("scaled", final, params, elapsed=clock.now() - started)
+
+
+# --------------------------------------------------------------------------- inspect, delete
+
+
+def redact_url(url: Any) -> Any:
+    """Keep scheme, host and path of a URL; drop its query (signatures) and credentials."""
+    if not isinstance(url, str) or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    query = "<redacted>" if parts.query else ""
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))
+
+
+def shown_outputs(stack: Stack, show_secrets: bool) -> dict[str, Any]:
+    out = dict(sorted(stack.outputs.items()))
+    if not show_secrets:
+        for key in SECRET_OUTPUTS & set(out):
+            out[key] = redact_url(out[key])
+    return out
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    status: str
+    server_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    stack: Stack
+    members: list[Member]
+    outputs: Mapping[str, Any]
+    events: list[Event]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stack": {"name": self.stack.name, "id": self.stack.id,
+                      "status": self.stack.status, "reason": self.stack.reason},
+            "workers": {
+                "count": len(self.members),
+                "members": [m.__dict__ for m in self.members],
+            },
+            "master": {
+                "floating_ip": self.outputs.get("master_floating_ip"),
+                "private_ip": self.outputs.get("master_private_ip"),
+            },
+            "outputs": dict(self.outputs),
+            "events": [e.__dict__ for e in self.events],
+        }
+
+
+def group_members(cloud: Cloud, stack: Stack) -> list[Member]:
+    """The worker group's members with their states, oldest first as Heat lists them."""
+    members = []
+    for resource in cloud.resources(stack.id, nested_depth=2):
+        if resource.parent == WORKER_GROUP and resource.type != "OS::Heat::None":
+            members.append(Member(resource.name, resource.status, _server_id(cloud, resource),
+                                  resource.reason))
+    return members
+
+
+def _server_id(cloud: Cloud, member: Resource) -> str:
+    return str(member.attributes.get("server_id") or member.physical_id or "")
+
+
+def status(cloud: Cloud, site: Site, show_secrets: bool = False, last_events: int = 5) -> StatusReport:
+    stack = require_stack(cloud, site)
+    events = cloud.events(stack.id, after=None)[-last_events:]
+    return StatusReport(stack, group_members(cloud, stack), shown_outputs(stack, show_secrets),
+                        events)
+
+
+def delete(
+    cloud: Cloud, site: Site, *, timeout: float, report: Reporter, wait: bool = True,
+    clock: Clock | None = None,
+) -> Stack | None:
+    stack = require_stack(cloud, site)
+    if stack.in_progress and stack.action != "DELETE":
+        raise StackBusy(f"stack {stack.name} is busy ({stack.status}); delete it when it is done")
+    marker = latest_event_id(cloud, stack.id)
+    cloud.delete_stack(stack.id)
+    report.note(f"deleting stack {site.site}")
+    if not wait:
+        return cloud.get_stack(stack.id)
+    return wait_for_stack(cloud, stack.id, "DELETE", timeout=timeout, marker=marker,
+                          report=report, clock=clock)

@@ -1,0 +1,212 @@
+"""An in-memory stand-in for heatgen's own :class:`heatgen.cloud.Cloud` interface.
+
+It models only what the lifecycle logic reads: stacks moving through IN_PROGRESS to a final
+state over a scripted number of polls, events, resources and failures injected per call.
+It is not a Heat: anything that claims to deploy is tested against the sandbox.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from heatgen.cloud import Alarm, Event, Resource, Stack
+from heatgen.errors import CloudError
+from heatgen.plandiff import Definition
+
+
+class FakeTransient(CloudError):
+    transient = True
+
+
+@dataclass
+class FakeStack:
+    id: str
+    name: str
+    status: str
+    parameters: dict[str, Any]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    polls_left: int = 2
+    final: str = "COMPLETE"
+    final_reason: str = ""
+    events: list[Event] = field(default_factory=list)
+    resources: list[Resource] = field(default_factory=list)
+    definition: Definition | None = None
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class FakeCloud:
+    def __init__(self, *, sandbox: bool = False, polls: int = 2) -> None:
+        self.is_sandbox = sandbox
+        self.stacks: dict[str, FakeStack] = {}
+        self.calls: list[tuple[str, Any]] = []
+        self.failures: dict[str, list[Exception]] = {}
+        self.create_lands_before_failure = False
+        self.polls = polls
+        self.final = "COMPLETE"
+        self.final_reason = ""
+        self.failed_resources: list[Resource] = []
+        self.plan: dict[str, list[str]] = {"updated": ["workers"], "unchanged": ["master"]}
+        self.signals: list[tuple[str, str, Mapping[str, Any]]] = []
+        self._ids = (f"stack-{i}" for i in itertools.count(1))
+        self._events = itertools.count(1)
+
+    # -- helpers for tests
+    def fail(self, method: str, *errors: Exception) -> None:
+        self.failures.setdefault(method, []).extend(errors)
+
+    def _maybe_fail(self, method: str) -> None:
+        queue = self.failures.get(method)
+        if queue:
+            raise queue.pop(0)
+
+    def _event(self, stack: FakeStack, resource: str, status: str, reason: str = "") -> None:
+        stack.events.append(Event(str(next(self._events)), "2026-01-01T00:00:00Z", resource,
+                                  status, reason, stack.name))
+
+    def _begin(self, stack: FakeStack, action: str) -> None:
+        stack.status = f"{action}_IN_PROGRESS"
+        stack.polls_left = self.polls
+        stack.final = self.final
+        stack.final_reason = self.final_reason
+        self._event(stack, stack.name, stack.status, f"Stack {action} started")
+
+    def add_stack(self, name: str, status: str = "CREATE_COMPLETE", **params: Any) -> FakeStack:
+        stack = FakeStack(next(self._ids), name, status, dict(params))
+        self.stacks[stack.id] = stack
+        return stack
+
+    def _view(self, stack: FakeStack) -> Stack:
+        return Stack(stack.id, stack.name, stack.status, stack.reason, dict(stack.parameters),
+                     dict(stack.outputs))
+
+    def _by_name(self, name_or_id: str) -> FakeStack | None:
+        for stack in self.stacks.values():
+            if name_or_id in (stack.id, stack.name) and stack.status != "DELETE_COMPLETE":
+                return stack
+        return None
+
+    # -- the Cloud protocol
+    def find_stack(self, name_or_id: str) -> Stack | None:
+        self.calls.append(("find_stack", name_or_id))
+        self._maybe_fail("find_stack")
+        stack = self._by_name(name_or_id)
+        return self._view(stack) if stack else None
+
+    def get_stack(self, stack_id: str) -> Stack | None:
+        self.calls.append(("get_stack", stack_id))
+        self._maybe_fail("get_stack")
+        stack = self.stacks.get(stack_id)
+        if stack is None:
+            return None
+        if stack.status.endswith("_IN_PROGRESS"):
+            if stack.polls_left > 0:
+                stack.polls_left -= 1
+            else:
+                action = stack.status.removesuffix("_IN_PROGRESS")
+                stack.status = f"{action}_{stack.final}"
+                stack.reason = stack.final_reason
+                if stack.final == "FAILED":
+                    stack.resources = list(self.failed_resources)
+                self._event(stack, stack.name, stack.status, stack.reason)
+                if stack.status == "DELETE_COMPLETE":
+                    del self.stacks[stack_id]
+                    return None
+        return self._view(stack)
+
+    def validate(self, fields: Mapping[str, Any]) -> None:
+        self.calls.append(("validate", fields))
+        self._maybe_fail("validate")
+
+    def create_stack(self, fields: Mapping[str, Any]) -> str:
+        self.calls.append(("create_stack", fields))
+        name = fields["stack_name"]
+        if self._by_name(name) is not None:
+            raise CloudError(f"create the stack: HTTP 409: The Stack ({name}) already exists.")
+        queue = self.failures.get("create_stack")
+        if queue:
+            error = queue.pop(0)
+            if self.create_lands_before_failure:
+                self._begin(self.add_stack(name), "CREATE")
+            raise error
+        stack = self.add_stack(name)
+        self._begin(stack, "CREATE")
+        return stack.id
+
+    def update_stack(self, stack_id: str, fields: Mapping[str, Any], patch: bool) -> None:
+        self.calls.append(("update_stack", {"fields": fields, "patch": patch}))
+        self._maybe_fail("update_stack")
+        stack = self.stacks[stack_id]
+        if stack.status.endswith("_IN_PROGRESS"):
+            raise CloudError("update the stack: HTTP 409: stack is busy")
+        stack.parameters.update(fields.get("parameters", {}))
+        self._begin(stack, "UPDATE")
+
+    def preview_create(self, fields: Mapping[str, Any]) -> list[Resource]:
+        self.calls.append(("preview_create", fields))
+        return [Resource(name, "T", "INIT_COMPLETE", "", "", "") for name in
+                sorted(fields["template"].get("resources", {}))]
+
+    def preview_update(self, stack_id: str, fields: Mapping[str, Any], patch: bool) -> dict[str, list[str]]:
+        self.calls.append(("preview_update", {"fields": fields, "patch": patch}))
+        return {k: list(v) for k, v in self.plan.items()}
+
+    def delete_stack(self, stack_id: str) -> None:
+        self.calls.append(("delete_stack", stack_id))
+        self._maybe_fail("delete_stack")
+        stack = self.stacks.get(stack_id)
+        if stack is not None:
+            self._begin(stack, "DELETE")
+
+    def deployed_definition(self, stack_id: str) -> Definition:
+        self.calls.append(("deployed_definition", stack_id))
+        stack = self.stacks[stack_id]
+        return stack.definition or Definition({}, dict(stack.parameters), {}, {})
+
+    def events(self, stack_id: str, after: str | None) -> list[Event]:
+        self.calls.append(("events", after))
+        self._maybe_fail("events")
+        stack = self.stacks.get(stack_id)
+        events = list(stack.events) if stack else []
+        if after is None:
+            return events
+        ids = [e.id for e in events]
+        return events[ids.index(after) + 1:] if after in ids else events
+
+    def resources(self, stack_id: str, nested_depth: int) -> list[Resource]:
+        self.calls.append(("resources", nested_depth))
+        stack = self.stacks.get(stack_id)
+        return list(stack.resources) if stack else []
+
+    def resource_attribute(self, stack_id: str, resource: str, attribute: str) -> Any:
+        self.calls.append(("resource_attribute", (resource, attribute)))
+        return {"endpoint": "http://heat/signal", "token": "tok-123"}.get(attribute)
+
+    def mark_unhealthy(self, stack_id: str, resource: str, unhealthy: bool, reason: str) -> None:
+        self.calls.append(("mark_unhealthy", (resource, unhealthy, reason)))
+
+    def signal_wait_handle(self, endpoint: str, token: str, body: Mapping[str, Any]) -> None:
+        self.calls.append(("signal_wait_handle", body))
+        self.signals.append((endpoint, token, body))
+
+    def alarms(self, stack_id: str) -> list[Alarm]:
+        return []
+
+    def alarm_history(self, alarm_id: str) -> list[dict[str, Any]]:
+        return []
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]

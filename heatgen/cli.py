@@ -41,6 +41,10 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
+    if args.debug:
+        from heatgen.redact import enable_debug_logging
+
+        enable_debug_logging()
     try:
         return int(args.func(args))
     except ConfigError as error:

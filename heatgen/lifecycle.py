@@ -319,6 +319,31 @@ def _create(
     raise AssertionError("unreachable")
 
 
+def _update(
+    cloud: Cloud, stack: Stack, fields: Mapping[str, Any], patch: bool, report: Reporter,
+    clock: Clock,
+) -> None:
+    """Send an update; after a failure whose outcome is unknown, look before sending again.
+
+    Sending the same update twice is harmless (it converges to the same definition), but an
+    update that did land is attached to rather than queued behind.
+    """
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        try:
+            cloud.update_stack(stack.id, fields, patch=patch)
+            return
+        except CloudError as error:
+            if not getattr(error, "transient", False) or attempt == attempts:
+                raise
+            report.note(f"update failed ({error}); checking whether Heat started it")
+            clock.sleep(min(2.0**attempt, 10.0))
+            current = cloud.get_stack(stack.id)
+            if current is not None and current.status == "UPDATE_IN_PROGRESS":
+                report.note(f"Heat did start the update of {stack.name}; attaching to it")
+                return
+
+
 def desired_for_update(site: Site, stack: Stack) -> int:
     """The worker count a re-deploy sends: the config's if it changed, else the live size.
 
@@ -420,7 +445,7 @@ def deploy(
         clock=clock,
     )
     marker = latest_event_id(cloud, existing.id)
-    cloud.update_stack(existing.id, update, patch=False)
+    _update(cloud, existing, update, False, report, clock)
     report.note(f"updating stack {site.site} (workers: {desired})")
     if not options.wait:
         return DeployResult("started", cloud.get_stack(existing.id), plan=plan,
@@ -515,7 +540,7 @@ def scale(
         report=report, clock=clock,
     )
     marker = latest_event_id(cloud, stack.id)
-    cloud.update_stack(stack.id, fields, patch=True)
+    _update(cloud, stack, fields, True, report, clock)
     report.note(f"resizing {site.site}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
     if not request.wait:
         return ScaleResult("started", stack, params, elapsed=clock.now() - started)
@@ -609,8 +634,17 @@ def delete(
     stack = require_stack(cloud, site)
     if stack.in_progress and stack.action != "DELETE":
         raise StackBusy(f"stack {stack.name} is busy ({stack.status}); delete it when it is done")
+    clock = clock or Clock()
     marker = latest_event_id(cloud, stack.id)
-    cloud.delete_stack(stack.id)
+    for attempt in range(1, 4):
+        try:
+            cloud.delete_stack(stack.id)
+            break
+        except CloudError as error:
+            if not getattr(error, "transient", False) or attempt == 3:
+                raise
+            report.note(f"delete failed ({error}); trying again")
+            clock.sleep(min(2.0**attempt, 10.0))
     report.note(f"deleting stack {site.site}")
     if not wait:
         return cloud.get_stack(stack.id)

@@ -21,6 +21,7 @@ import jinja2
 from heatgen import hotcheck
 from heatgen.config import ScaleIn, Site, Telemetry, parse_yaml
 from heatgen.errors import ConfigError, RenderError
+from heatgen.payload import payload_context
 
 MAIN_TEMPLATE = "grid.yaml"
 MEMBER_TEMPLATE = "worker.yaml"
@@ -210,6 +211,7 @@ def render_site(site: Site, templates_dir: str | Path | None = None) -> Rendered
             else "CPU-nanoseconds per granularity bucket (metric cpu, rate:mean)"
         ),
         "parameters": heat_parameters(site),
+        **payload_context(site),
     }
     files: dict[str, str] = {}
     for name in OUTPUT_FILES:

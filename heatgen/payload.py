@@ -1,0 +1,181 @@
+"""Boot payload data: where each image family gets HTCondor, and how a worker lays out its slots.
+
+The cloud-config templates (``templates/*-boot.yaml.j2`` and ``templates/payload/``) hold no
+per-distribution branches: everything that differs between images is a row of
+:data:`DISTRIBUTIONS`, and :func:`payload_context` turns a site into the extra Jinja context
+the templates render from.
+
+Repository layout, as documented by HTCondor ("Linux (from our repositories)") and used by
+its ``get_htcondor`` installer: ``<repo>/<channel>/htcondor-release-current.el9.noarch.rpm``
+for Enterprise Linux (the release RPM carries the ``.repo`` file and signing keys, packages
+need EPEL and CRB), ``<repo>/keys/HTCondor-<channel>-Key`` plus
+``deb <repo>/ubuntu/<channel> <codename> main`` for Ubuntu.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from heatgen.config import OsFamily, Site
+from heatgen.errors import RenderError
+
+# The official HTCondor download host: get_htcondor's DOWNLOAD_URL and the 25.x install docs.
+# The 24.x docs name https://research.cs.wisc.edu/htcondor/repo, with the same layout.
+HTCONDOR_REPO = "https://htcss-downloads.chtc.wisc.edu/repo"
+
+# Oldest release series the payload supports: 24.0 is the first LTS whose `security:recommended`
+# lets READ commands be encrypted without authenticating, so ANONYMOUS can stay off.
+MIN_MAJOR = 24
+
+# Heat fills these in at boot; user-supplied text must never contain one (a marker in
+# `extra_config` would make Heat paste the pool secret into a world-readable config file).
+MARKER_PREFIX = "__HEATGEN_"
+
+# Nova accepts at most 65535 bytes of base64-encoded user data (about 48 KiB of text); the
+# payload itself takes about 13 KiB, so user-supplied HTCondor text gets a fixed budget.
+USER_TEXT_BUDGET = 24 * 1024
+
+# Shell lines below run inside the setup script, where ``${root}`` is the filesystem root
+# ("" on a VM; a scratch directory in the tests). Placeholders: {repo}, {channel}, {codename},
+# {key} (the apt keyring file).
+_APT = "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=600"
+_APT_KEY = "/etc/apt/keyrings/htcondor.asc"
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """How one image family installs HTCondor from the official repositories."""
+
+    os: OsFamily
+    label: str
+    package_manager: str
+    repo_setup: tuple[str, ...]
+    install: tuple[str, ...]
+    codename: str = ""
+
+    def commands(self, channel: str, repo: str = HTCONDOR_REPO) -> list[str]:
+        """The shell lines that add the ``channel`` repository and install HTCondor."""
+        values = {"repo": repo, "channel": channel, "codename": self.codename, "key": _APT_KEY}
+        return [line.format(**values) for line in (*self.repo_setup, *self.install)]
+
+
+def _ubuntu(os: OsFamily, version: str, codename: str) -> Distribution:
+    return Distribution(
+        os=os,
+        label=f"Ubuntu {version}",
+        package_manager="apt-get",
+        codename=codename,
+        repo_setup=(
+            'install -d -m 0755 "${{root}}/etc/apt/keyrings" "${{root}}/etc/apt/sources.list.d"',
+            'curl -fsSL --retry 5 -o "${{root}}{key}" {repo}/keys/HTCondor-{channel}-Key',
+            (
+                "printf 'deb [signed-by={key}] %s {codename} main\\n' {repo}/ubuntu/{channel}"
+                ' >"${{root}}/etc/apt/sources.list.d/htcondor.list"'
+            ),
+            f"{_APT} update",
+        ),
+        install=(f"{_APT} install condor nftables",),
+    )
+
+
+DISTRIBUTIONS: dict[OsFamily, Distribution] = {
+    OsFamily.EL9: Distribution(
+        os=OsFamily.EL9,
+        label="Enterprise Linux 9",
+        package_manager="dnf",
+        repo_setup=(
+            (
+                "dnf install -y epel-release || dnf install -y"
+                " https://dl.fedoraproject.org/pub/epel/epel-release-latest-9.noarch.rpm"
+            ),
+            "crb enable || dnf config-manager --set-enabled crb",
+            "dnf install -y {repo}/{channel}/htcondor-release-current.el9.noarch.rpm",
+        ),
+        install=("dnf install -y condor nftables",),
+    ),
+    OsFamily.UBUNTU_2204: _ubuntu(OsFamily.UBUNTU_2204, "22.04", "jammy"),
+    OsFamily.UBUNTU_2404: _ubuntu(OsFamily.UBUNTU_2404, "24.04", "noble"),
+}
+
+# Execute-node slot layouts (condor.slots), as plain knobs so they read the same in every
+# release (`use feature:StaticSlots` is newer than 24.0).
+SLOT_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "partitionable": (
+        "# One partitionable slot owning the whole machine; jobs carve dynamic slots from it.",
+        "NUM_SLOTS_TYPE_1 = 1",
+        "SLOT_TYPE_1 = 100%",
+        "SLOT_TYPE_1_PARTITIONABLE = True",
+    ),
+    "static": (
+        "# One static single-core slot per core.",
+        "NUM_SLOTS_TYPE_1 = $(NUM_CPUS)",
+        "SLOT_TYPE_1 = cpus=1",
+        "SLOT_TYPE_1_PARTITIONABLE = False",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class NodePayload:
+    """What one role's boot script needs: its distribution and install lines."""
+
+    distribution: Distribution
+    install: list[str]
+
+
+def channel_parts(version: str) -> tuple[int, str]:
+    """Split a ``condor.version`` channel such as ``24.0`` or ``24.x`` into (major, minor)."""
+    major, _, minor = version.partition(".")
+    return int(major), minor
+
+
+def version_glob(version: str) -> str:
+    """The shell pattern an installed version must match: ``24.0.*`` for 24.0, ``24.*`` for 24.x."""
+    major, minor = channel_parts(version)
+    return f"{major}.*" if minor == "x" else f"{major}.{minor}.*"
+
+
+def _node(os: OsFamily, channel: str) -> NodePayload:
+    distribution = DISTRIBUTIONS[os]
+    return NodePayload(distribution=distribution, install=distribution.commands(channel))
+
+
+def _check_user_text(site: Site) -> None:
+    condor = site.condor
+    texts = [("condor.start", condor.start or "")]
+    texts += [(f"condor.extra_config[{i}]", line) for i, line in enumerate(condor.extra_config)]
+    for where, text in texts:
+        if MARKER_PREFIX in text:
+            raise RenderError(
+                f"{where}: must not contain {MARKER_PREFIX!r}: Heat would replace it at boot"
+            )
+    size = sum(len(text.encode("utf-8")) + 7 for _, text in texts)
+    if size > USER_TEXT_BUDGET:
+        raise RenderError(
+            f"condor.extra_config: {size} bytes of HTCondor configuration do not fit Nova's"
+            f" user-data limit (at most {USER_TEXT_BUDGET} bytes)"
+        )
+
+
+def payload_context(site: Site) -> dict[str, Any]:
+    """Extra Jinja context for the boot payloads of ``site``; raise :class:`RenderError`."""
+    condor = site.condor
+    major, _ = channel_parts(condor.version)
+    if major < MIN_MAJOR:
+        raise RenderError(
+            f"condor.version: the boot payload needs HTCondor {MIN_MAJOR}.0 or newer"
+            f" (got {condor.version!r})"
+        )
+    _check_user_text(site)
+    return {
+        "payload": {
+            "channel": condor.version,
+            "version_glob": version_glob(condor.version),
+            "master": _node(site.master.os, condor.version),
+            "worker": _node(site.workers.os, condor.version),
+            "slot_layout": list(SLOT_LAYOUTS[condor.slots]),
+            "start": condor.start,
+            "extra_config": list(condor.extra_config),
+        }
+    }

@@ -89,7 +89,7 @@ def final_event_epoch(cloud: Any, name: str) -> float | None:
     stack = cloud.find_stack(name)
     if stack is None:
         return None
-    events = [e for e in cloud.events(stack.id, after=None) if e.resource == name]
+    events = [e for e in cloud.events(stack.id, after=None) or [] if e.physical_id == stack.id]
     if not events:
         return None
     stamp = dt.datetime.fromisoformat(events[-1].time.replace("Z", "+00:00"))

@@ -274,7 +274,7 @@ def _events(args: argparse.Namespace) -> int:
     seen = None
     try:
         while True:
-            for event in cloud.events(stack.id, after=seen):
+            for event in cloud.events(stack.id, after=seen) or []:
                 out.event(event)
                 seen = event.id
             if not args.follow:

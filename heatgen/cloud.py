@@ -45,6 +45,7 @@ class Event:
     status: str
     reason: str
     stack: str = ""  # name of the (nested) stack the resource is in
+    physical_id: str = ""  # a stack's own events carry the stack id here
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ class Cloud(Protocol):
 
     def deployed_definition(self, stack_id: str) -> Definition: ...
 
-    def events(self, stack_id: str, after: str | None) -> list[Event]: ...
+    def events(self, stack_id: str, after: str | None) -> list[Event] | None:
+        """Events after the marker, oldest first; None when the stack no longer exists."""
 
     def resources(self, stack_id: str, nested_depth: int) -> list[Resource]: ...
 

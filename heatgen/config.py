@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -40,6 +41,12 @@ MAX_DEPTH = 32
 
 SITE_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_.-]*$"
 CONDOR_VERSION_PATTERN = r"^[0-9]+\.(x|[0-9]+)$"
+# The boot payload drops ANONYMOUS and CLAIMTOBE, which needs HTCondor 24 on every node.
+CONDOR_MIN_MAJOR = 24
+# Heat replaces these markers in the boot payload; user text must not contain them.
+MARKER_PREFIX = "__HEATGEN_"
+# User text in the payload, so that master and worker user data stay under Nova's 64 KiB.
+USER_TEXT_BUDGET = 24 * 1024
 
 
 class Telemetry(str, Enum):
@@ -129,19 +136,42 @@ class Condor(_Model):
     extra_config: list[Annotated[str, Field(max_length=4096)]] = []
     slots: Literal["partitionable", "static"] = "partitionable"
 
+    @field_validator("version")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if int(value.partition(".")[0]) < CONDOR_MIN_MAJOR:
+            raise ValueError(
+                f"must be {CONDOR_MIN_MAJOR}.0 or newer: the boot payload relies on "
+                f"HTCondor {CONDOR_MIN_MAJOR}'s token-only security"
+            )
+        return value
+
     @field_validator("start")
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
         if value is not None and "\n" in value:
             raise ValueError("must be a single-line ClassAd expression")
+        if value is not None and MARKER_PREFIX in value:
+            raise ValueError(f"must not contain {MARKER_PREFIX!r}: Heat replaces it at boot")
         return value
 
     @field_validator("extra_config")
     @classmethod
-    def _config_lines(cls, lines: list[str]) -> list[str]:
+    def _config_lines(cls, lines: list[str], info: ValidationInfo) -> list[str]:
         for index, line in enumerate(lines):
             if "\n" in line:
                 raise ValueError(f"item {index}: must be a single configuration line")
+            if MARKER_PREFIX in line:
+                raise ValueError(
+                    f"item {index}: must not contain {MARKER_PREFIX!r}: Heat replaces it at boot"
+                )
+        start = info.data.get("start") or ""
+        size = sum(len(text.encode("utf-8")) + 7 for text in [start, *lines])
+        if size > USER_TEXT_BUDGET:
+            raise ValueError(
+                f"{size} bytes of HTCondor configuration (with condor.start) do not fit the "
+                f"user data Nova accepts: at most {USER_TEXT_BUDGET}"
+            )
         return lines
 
 

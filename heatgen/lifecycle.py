@@ -19,7 +19,8 @@ from heatgen.config import Site
 from heatgen.errors import CloudError, HeatgenError, StackFailed, UsageError, WaitTimeout
 from heatgen.render import RenderedGrid
 
-POLL_INTERVAL = 0.5
+POLL_INTERVAL = 1.0
+STATUS_EVERY = 10.0  # seconds between safety-net reads of the stack while waiting
 WAIT_MARGIN = 600  # seconds on top of the master's wait_timeout for a whole create
 # Replacing any of these breaks the running pool: the plan must be confirmed with --yes.
 PROTECTED_RESOURCES = frozenset({"master", "master_port", "master_floating_ip", "pool_secret"})
@@ -68,7 +69,7 @@ class Clock:
 
 
 def latest_event_id(cloud: Cloud, stack_id: str) -> str | None:
-    events = cloud.events(stack_id, after=None)
+    events = cloud.events(stack_id, after=None) or []
     return events[-1].id if events else None
 
 
@@ -99,32 +100,49 @@ def wait_for_stack(
     timeout: float,
     marker: str | None,
     report: Reporter,
-    on_poll: Callable[[Stack], None] | None = None,
+    on_events: Callable[[str, list[Event]], None] | None = None,
     clock: Clock | None = None,
 ) -> Stack | None:
-    """Wait until ``action`` on the stack ends; return the final stack (None once deleted)."""
+    """Wait until ``action`` on the stack ends; return the final stack (None once deleted).
+
+    One request per poll: the events after ``marker``. The stack itself is read when its own
+    final event arrives, and every ``STATUS_EVERY`` seconds as a safety net (events can be
+    pruned, and a deleted stack may have no events left to list).
+    """
     clock = clock or Clock()
-    deadline = clock.now() + timeout
+    start = clock.now()
+    deadline = start + timeout
     seen = marker
+    last_status = start
+    finals = (f"{action}_COMPLETE", f"{action}_FAILED")
+    stack: Stack | None = None
     while True:
-        stack = cloud.get_stack(stack_id)
-        for event in cloud.events(stack_id, after=seen) if stack is not None else []:
+        events = cloud.events(stack_id, after=seen)
+        for event in events or []:
             report.event(event)
             seen = event.id
-        if stack is None:
-            if action == "DELETE":
-                return None
-            raise StackFailed(f"stack {stack_id} disappeared while waiting for {action}")
-        if stack.status == f"{action}_COMPLETE":
-            return stack
-        if stack.status == f"{action}_FAILED" or (stack.failed and not stack.in_progress):
-            raise StackFailed(describe_failure(stack, failed_resources(cloud, stack_id)))
-        if on_poll is not None and stack.in_progress:
-            on_poll(stack)
+        if on_events is not None and events:
+            on_events(stack_id, events)
+        ended = events is None or any(
+            e.physical_id == stack_id and e.status in finals for e in events
+        )
+        if ended or clock.now() - last_status >= STATUS_EVERY or stack is None:
+            last_status = clock.now()
+            stack = cloud.get_stack(stack_id)
+            if stack is None or stack.status == "DELETE_COMPLETE":
+                if action == "DELETE":
+                    return None
+                raise StackFailed(f"stack {stack_id} disappeared while waiting for {action}")
+            if stack.status == f"{action}_COMPLETE":
+                return stack
+            if stack.status == f"{action}_FAILED" or (stack.failed and not stack.in_progress):
+                raise StackFailed(describe_failure(stack, failed_resources(cloud, stack_id)))
         if clock.now() >= deadline:
             raise WaitTimeout(
-                f"stack {stack.name} is still {stack.status} after {timeout:.0f} s; it was "
-                f"left alone: run `heatgen status` to look, or the same command again to wait"
+                f"stack {stack.name if stack else stack_id} is still "
+                f"{stack.status if stack else action + '_IN_PROGRESS'} after {timeout:.0f} s; "
+                "it was left alone: run `heatgen status` to look, or the same command again "
+                "to wait"
             )
         clock.sleep(POLL_INTERVAL)
 
@@ -167,7 +185,9 @@ def refuse_if_busy(
 class SandboxMaster:
     """Plays the master's part in the sandbox, where no VM boots: signals the wait handle once.
 
-    It sends the same JSON the master's boot script sends with the handle's ``curl_cli``.
+    It acts when the wait condition starts waiting (its CREATE_IN_PROGRESS event, or its state
+    when heatgen attaches to a create already running) and sends the same JSON the master's
+    boot script sends with the handle's ``curl_cli``.
     """
 
     def __init__(self, cloud: Cloud, report: Reporter) -> None:
@@ -175,14 +195,21 @@ class SandboxMaster:
         self.report = report
         self.signalled = False
 
-    def __call__(self, stack: Stack) -> None:
-        if self.signalled or not stack.status.startswith("CREATE"):
-            return
-        status = {r.name: r.status for r in self.cloud.resources(stack.id, nested_depth=0)}
-        if status.get(WAIT_CONDITION) != "CREATE_IN_PROGRESS":
-            return
-        endpoint = self.cloud.resource_attribute(stack.id, WAIT_HANDLE, "endpoint")
-        token = self.cloud.resource_attribute(stack.id, WAIT_HANDLE, "token")
+    def __call__(self, stack_id: str, events: list[Event]) -> None:
+        if not self.signalled and any(
+            e.resource == WAIT_CONDITION and e.status == "CREATE_IN_PROGRESS" for e in events
+        ):
+            self.signal(stack_id)
+
+    def attach(self, stack_id: str) -> None:
+        """For a create already under way: signal if the wait condition is waiting now."""
+        status = {r.name: r.status for r in self.cloud.resources(stack_id, nested_depth=0)}
+        if status.get(WAIT_CONDITION) == "CREATE_IN_PROGRESS":
+            self.signal(stack_id)
+
+    def signal(self, stack_id: str) -> None:
+        endpoint = self.cloud.resource_attribute(stack_id, WAIT_HANDLE, "endpoint")
+        token = self.cloud.resource_attribute(stack_id, WAIT_HANDLE, "token")
         if not endpoint or not token:
             return
         self.cloud.signal_wait_handle(endpoint, token, sandbox_ready_signal())
@@ -251,15 +278,24 @@ def reconciled_plan(
     return Plan(changes, tuple(moved))
 
 
+ENVIRONMENT_FILES = frozenset({
+    stackfields.ENVIRONMENT, stackfields.SANDBOX_ENVIRONMENT, stackfields.OVERRIDES_ENVIRONMENT,
+})
+
+
 def same_definition(old: plandiff.Definition, new: plandiff.Definition) -> bool:
-    """True when an update would send Heat exactly what it already has."""
+    """True when an update would leave Heat with exactly the definition it has.
+
+    Environment files count through what they set (parameters and registry), not their text.
+    """
     if dict(old.template) != dict(new.template):
         return False
     for name, value in new.parameters.items():
-        if plandiff._normal(value) != plandiff._normal(old.parameters.get(name, object())):
+        if plandiff.normal(value) != plandiff.normal(old.parameters.get(name, object())):
             return False
-    if any(old.files.get(name) != text for name, text in new.files.items()):
-        return False
+    for name, text in new.files.items():
+        if name not in ENVIRONMENT_FILES and old.files.get(name) != text:
+            return False
     return all(old.registry.get(k) == v for k, v in new.registry.items())
 
 
@@ -381,7 +417,7 @@ def deploy(
     timeout = _deadline(site, options.timeout)
     extra = _extra_environments(cloud)
     fields = stackfields.create_fields(grid, extra_environments=extra)
-    on_poll = SandboxMaster(cloud, report) if cloud.is_sandbox and options.play_master else None
+    master = SandboxMaster(cloud, report) if cloud.is_sandbox and options.play_master else None
 
     existing = cloud.find_stack(site.site)
     if existing is not None and existing.in_progress and not options.dry_run:
@@ -390,9 +426,11 @@ def deploy(
             if not options.wait:
                 return DeployResult("started", existing, elapsed=clock.now() - started)
             marker = latest_event_id(cloud, existing.id)
+            if master is not None and existing.action == "CREATE":
+                master.attach(existing.id)
             final = wait_for_stack(
                 cloud, existing.id, existing.action, timeout=timeout, marker=marker,
-                report=report, on_poll=on_poll, clock=clock,
+                report=report, on_events=master, clock=clock,
             )
             existing = final
         else:
@@ -413,7 +451,7 @@ def deploy(
             return DeployResult("started", cloud.get_stack(stack_id), elapsed=clock.now() - started)
         final = wait_for_stack(
             cloud, stack_id, "CREATE", timeout=timeout, marker=None, report=report,
-            on_poll=on_poll, clock=clock,
+            on_events=master, clock=clock,
         )
         return DeployResult("created", final, elapsed=clock.now() - started)
 
@@ -452,7 +490,7 @@ def deploy(
                             elapsed=clock.now() - started)
     final = wait_for_stack(
         cloud, existing.id, "UPDATE", timeout=timeout, marker=marker, report=report,
-        on_poll=on_poll, clock=clock,
+        on_events=master, clock=clock,
     )
     return DeployResult("updated", final, plan=plan, elapsed=clock.now() - started,
                         parameters_sent={"worker_desired": desired})
@@ -622,7 +660,7 @@ def _server_id(cloud: Cloud, member: Resource) -> str:
 
 def status(cloud: Cloud, site: Site, show_secrets: bool = False, last_events: int = 5) -> StatusReport:
     stack = require_stack(cloud, site)
-    events = cloud.events(stack.id, after=None)[-last_events:]
+    events = (cloud.events(stack.id, after=None) or [])[-last_events:]
     return StatusReport(stack, group_members(cloud, stack), shown_outputs(stack, show_secrets),
                         events)
 

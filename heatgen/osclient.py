@@ -194,6 +194,7 @@ def _event(raw: Any) -> Event:
         status=info.get("resource_status", ""),
         reason=info.get("resource_status_reason") or "",
         stack=str(info.get("stack_name") or ""),
+        physical_id=str(info.get("physical_resource_id") or ""),
     )
 
 
@@ -309,14 +310,14 @@ class OpenStackCloud:
         )
 
     @_reads("list the stack's events")
-    def events(self, stack_id: str, after: str | None) -> list[Event]:
+    def events(self, stack_id: str, after: str | None) -> list[Event] | None:
         kwargs: dict[str, Any] = {"sort_dir": "asc", "nested_depth": 2}
         if after:
             kwargs["marker"] = after
         try:
             return [_event(e) for e in self.heat.events.list(stack_id, **kwargs)]
         except heat_exc.HTTPNotFound:
-            return []
+            return None
 
     @_reads("list the stack's resources")
     def resources(self, stack_id: str, nested_depth: int) -> list[Resource]:

@@ -18,23 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from heatgen.config import OsFamily, Site
-from heatgen.errors import RenderError
 
 # The official HTCondor download host: get_htcondor's DOWNLOAD_URL and the 25.x install docs.
 # The 24.x docs name https://research.cs.wisc.edu/htcondor/repo, with the same layout.
 HTCONDOR_REPO = "https://htcss-downloads.chtc.wisc.edu/repo"
-
-# Oldest release series the payload supports: 24.0 is the first LTS whose `security:recommended`
-# lets READ commands be encrypted without authenticating, so ANONYMOUS can stay off.
-MIN_MAJOR = 24
-
-# Heat fills these in at boot; user-supplied text must never contain one (a marker in
-# `extra_config` would make Heat paste the pool secret into a world-readable config file).
-MARKER_PREFIX = "__HEATGEN_"
-
-# Nova accepts at most 65535 bytes of base64-encoded user data (about 48 KiB of text); the
-# payload itself takes about 13 KiB, so user-supplied HTCondor text gets a fixed budget.
-USER_TEXT_BUDGET = 24 * 1024
 
 # Shell lines below run inside the setup script, where ``${root}`` is the filesystem root
 # ("" on a VM; a scratch directory in the tests). Placeholders: {repo}, {channel}, {codename},
@@ -141,33 +128,13 @@ def _node(os: OsFamily, channel: str) -> NodePayload:
     return NodePayload(distribution=distribution, install=distribution.commands(channel))
 
 
-def _check_user_text(site: Site) -> None:
-    condor = site.condor
-    texts = [("condor.start", condor.start or "")]
-    texts += [(f"condor.extra_config[{i}]", line) for i, line in enumerate(condor.extra_config)]
-    for where, text in texts:
-        if MARKER_PREFIX in text:
-            raise RenderError(
-                f"{where}: must not contain {MARKER_PREFIX!r}: Heat would replace it at boot"
-            )
-    size = sum(len(text.encode("utf-8")) + 7 for _, text in texts)
-    if size > USER_TEXT_BUDGET:
-        raise RenderError(
-            f"condor.extra_config: {size} bytes of HTCondor configuration do not fit Nova's"
-            f" user-data limit (at most {USER_TEXT_BUDGET} bytes)"
-        )
-
-
 def payload_context(site: Site) -> dict[str, Any]:
-    """Extra Jinja context for the boot payloads of ``site``; raise :class:`RenderError`."""
+    """Extra Jinja context for the boot payloads of ``site``.
+
+    The limits the payload relies on (HTCondor >= 24, no markers or oversized text in user
+    config) are checked when the site config is validated.
+    """
     condor = site.condor
-    major, _ = channel_parts(condor.version)
-    if major < MIN_MAJOR:
-        raise RenderError(
-            f"condor.version: the boot payload needs HTCondor {MIN_MAJOR}.0 or newer"
-            f" (got {condor.version!r})"
-        )
-    _check_user_text(site)
     return {
         "payload": {
             "channel": condor.version,

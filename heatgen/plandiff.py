@@ -35,7 +35,7 @@ class Definition:
     registry: Mapping[str, Any]
 
 
-def _normal(value: Any) -> str:
+def normal(value: Any) -> str:
     """Parameter values as Heat stores them: strings; lists and maps as JSON."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -52,7 +52,7 @@ def _substitute(node: Any, parameters: Mapping[str, Any]) -> Any:
             argument = node["get_param"]
             name = argument[0] if isinstance(argument, list) and argument else argument
             if isinstance(name, str) and name in parameters and not name.startswith("OS::"):
-                return {"param": _normal(parameters[name])}
+                return {"param": normal(parameters[name])}
         return {k: _substitute(v, parameters) for k, v in node.items()}
     if isinstance(node, list):
         return [_substitute(v, parameters) for v in node]

@@ -74,8 +74,9 @@ class FakeCloud:
             raise queue.pop(0)
 
     def _event(self, stack: FakeStack, resource: str, status: str, reason: str = "") -> None:
+        physical = stack.id if resource == stack.name else ""
         stack.events.append(Event(str(next(self._events)), "2026-01-01T00:00:00Z", resource,
-                                  status, reason, stack.name))
+                                  status, reason, stack.name, physical))
 
     def _begin(self, stack: FakeStack, action: str) -> None:
         stack.status = f"{action}_IN_PROGRESS"
@@ -109,6 +110,11 @@ class FakeCloud:
     def get_stack(self, stack_id: str) -> Stack | None:
         self.calls.append(("get_stack", stack_id))
         self._maybe_fail("get_stack")
+        stack = self._advance(stack_id)
+        return self._view(stack) if stack else None
+
+    def _advance(self, stack_id: str) -> FakeStack | None:
+        """One tick of the scripted operation: the stack moves on whenever it is looked at."""
         stack = self.stacks.get(stack_id)
         if stack is None:
             return None
@@ -125,7 +131,7 @@ class FakeCloud:
                 if stack.status == "DELETE_COMPLETE":
                     del self.stacks[stack_id]
                     return None
-        return self._view(stack)
+        return stack
 
     def validate(self, fields: Mapping[str, Any]) -> None:
         self.calls.append(("validate", fields))
@@ -176,11 +182,14 @@ class FakeCloud:
         stack = self.stacks[stack_id]
         return stack.definition or Definition({}, dict(stack.parameters), {}, {})
 
-    def events(self, stack_id: str, after: str | None) -> list[Event]:
+    def events(self, stack_id: str, after: str | None) -> list[Event] | None:
         self.calls.append(("events", after))
         self._maybe_fail("events")
         stack = self.stacks.get(stack_id)
-        events = list(stack.events) if stack else []
+        if stack is None:
+            return None
+        self._advance(stack_id)
+        events = list(stack.events)
         if after is None:
             return events
         ids = [e.id for e in events]

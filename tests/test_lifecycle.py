@@ -84,6 +84,9 @@ def test_deploy_creates_waits_and_streams_events() -> None:
     assert result.stack is not None and result.stack.status == "CREATE_COMPLETE"
     assert cloud.names().index("validate") < cloud.names().index("create_stack")
     assert report.events == ["bergen-grid CREATE_IN_PROGRESS", "bergen-grid CREATE_COMPLETE"]
+    # One request per poll while waiting: events; the stack is read when its final event comes.
+    waiting = cloud.names()[cloud.names().index("create_stack") + 1:]
+    assert waiting.count("get_stack") <= 2
 
 
 def test_sandbox_master_signal_is_sent_once_with_the_boot_script_json() -> None:
@@ -92,9 +95,7 @@ def test_sandbox_master_signal_is_sent_once_with_the_boot_script_json() -> None:
 
     def create(fields: dict) -> str:
         stack_id = original(fields)
-        cloud.stacks[stack_id].resources = [
-            Resource("master_wait", "OS::Heat::WaitCondition", "CREATE_IN_PROGRESS", "", "", stack_id)
-        ]
+        cloud._event(cloud.stacks[stack_id], "master_wait", "CREATE_IN_PROGRESS")
         return stack_id
 
     cloud.create_stack = create  # type: ignore[method-assign]

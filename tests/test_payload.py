@@ -30,7 +30,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from heatgen.config import OsFamily, load_site, parse_yaml, validate_site
-from heatgen.errors import RenderError
+from heatgen.errors import ConfigError
 from heatgen.payload import DISTRIBUTIONS, payload_context, version_glob
 from heatgen.render import CLOUD_CONFIGS, MASTER_BOOT, WORKER_BOOT, render_site
 
@@ -321,7 +321,7 @@ STUB_BODIES = {
         'if [ -n "${STUB_STATUS_EMPTY:-}" ]; then exit 0; fi\n'
         'case " $* " in\n'
         '  *" -any "*) printf "DaemonMaster\\nCollector\\nNegotiator\\nScheduler\\n" ;;\n'
-        '  *" -startd "*) printf "slot1@worker-1\\n" ;;\n'
+        '  *" -constraint "*) printf "slot1@worker-1\\n" ;;\n'
         "esac"
     ),
 }
@@ -892,8 +892,12 @@ def test_master_and_workers_may_run_different_images() -> None:
 
 
 def test_old_channels_are_refused() -> None:
-    with pytest.raises(RenderError, match="condor.version"):
-        payload_context(validate_site(_site_data(version="23.0"), "test"))
+    with pytest.raises(ConfigError) as caught:
+        validate_site(_site_data(version="23.0"), "site.yaml")
+    assert str(caught.value) == (
+        "site.yaml: condor.version: must be 24.0 or newer: the boot payload relies on "
+        "HTCondor 24's token-only security (got '23.0')"
+    )
 
 
 @pytest.mark.parametrize(
@@ -904,8 +908,8 @@ def test_old_channels_are_refused() -> None:
     ],
 )
 def test_markers_in_user_text_are_refused(condor: dict[str, Any]) -> None:
-    with pytest.raises(RenderError, match="__HEATGEN_"):
-        render_site(validate_site(_site_data(**condor), "test"))
+    with pytest.raises(ConfigError, match="must not contain '__HEATGEN_': Heat replaces it"):
+        validate_site(_site_data(**condor), "site.yaml")
 
 
 def test_rendering_is_deterministic() -> None:
@@ -926,5 +930,8 @@ def test_user_data_fits_nova_even_with_the_largest_user_text() -> None:
 
 def test_too_much_user_text_is_refused() -> None:
     data = _site_data(extra_config=["X = " + "y" * 4000] * 7)
-    with pytest.raises(RenderError, match="user-data limit"):
-        render_site(validate_site(data, "test"))
+    with pytest.raises(ConfigError) as caught:
+        validate_site(data, "site.yaml")
+    assert str(caught.value) == (
+        "site.yaml: condor.extra_config: 28084 bytes of HTCondor configuration (with "
+        "condor.start) do not fit the user data Nova accepts: at most 24576 (got list)")

@@ -1,0 +1,93 @@
+"""Background Heat of the sandbox: ``python -m heatgen.sandbox.heat_process``.
+
+heat-engine (with its convergence worker), heat-api and heat-api-cfn in one process over
+oslo.messaging's in-process ``fake`` transport, so no message broker is needed. The engine
+starts (and declares its RPC topics) before the APIs accept requests, so no RPC is sent to a
+topic nobody listens on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+LOG = logging.getLogger("heatgen.sandbox.heat")
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="heatgen-sandbox-heat")
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--api-port", type=int, required=True)
+    parser.add_argument("--cfn-port", type=int, required=True)
+    parser.add_argument("--sqlite", metavar="DB", help="SQLite database to harden and use")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    from oslo_service import backend
+
+    # Heat's own heat-engine does this too; it must precede any oslo_service import.
+    backend.init_backend(backend.BackendType.THREADING)
+
+    from heatgen.sandbox import serving, sqlite_safety
+
+    if args.sqlite:
+        sqlite_safety.install_hooks()
+
+    from heat import version
+    from heat.common import config, messaging
+    from heat.db import migration
+    from heat.engine import template
+    from heat.rpc import api as rpc_api
+    from oslo_config import cfg
+    from oslo_log import log as oslo_log
+
+    conf = cfg.CONF
+    oslo_log.register_options(conf)
+    conf(
+        args=["--config-file", args.config_file],
+        project="heat",
+        prog="heat-sandbox",
+        version=version.version_info.version_string(),
+    )
+    oslo_log.setup(conf, "heat")
+    try:
+        config.set_config_defaults()
+        messaging.setup()
+        config.startup_sanity_check()
+        with sqlite_safety.deferred_transactions():
+            migration.db_sync()
+        if args.sqlite:
+            rebuilt = sqlite_safety.rebuild_integer_keys(args.sqlite)
+            if rebuilt:
+                LOG.info("rebuilt with AUTOINCREMENT: %s", ", ".join(rebuilt))
+        template._get_template_extension_manager()
+
+        from heat.engine import service as engine_service
+
+        engine = engine_service.EngineService(conf.host, rpc_api.ENGINE_TOPIC)
+        api = config.load_paste_app("heat-api")
+        cfn = config.load_paste_app("heat-api-cfn")
+    except Exception:
+        LOG.exception("heat failed to start")
+        return serving.EXIT_STARTUP_FAILED
+
+    servers = [
+        serving.LoopbackServer("heat-api", args.api_port, api, threads=16),
+        serving.LoopbackServer("heat-api-cfn", args.cfn_port, cfn, threads=8),
+    ]
+    serving.bind_all(servers)
+    try:
+        engine.start()
+    except Exception:
+        LOG.exception("heat-engine failed to start")
+        return serving.EXIT_STARTUP_FAILED
+    serving.run_until_signalled(servers, on_stop=engine.stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

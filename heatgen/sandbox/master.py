@@ -1,0 +1,183 @@
+"""Play the master VM's part: signal its wait condition as its boot script would.
+
+No VM boots in the sandbox, so nothing runs the master's ``curl_cli``. heatgen reads the
+``endpoint`` and ``token`` of the ``OS::Heat::WaitConditionHandle`` named
+``master_wait_handle`` while the stack is being created and POSTs the same request:
+``X-Auth-Token: <token>``, JSON ``{"status": "SUCCESS", "id": ..., "reason": ...,
+"data": ...}``. :func:`build_master_signal` is pure; :func:`send_signal` does the POST.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from heatgen.errors import CloudError, StackFailed, WaitTimeout
+
+if TYPE_CHECKING:
+    from keystoneauth1.session import Session
+
+MASTER_HANDLE = "master_wait_handle"
+HANDLE_TYPE = "OS::Heat::WaitConditionHandle"
+SIGNAL_STATUSES = ("SUCCESS", "FAILURE")
+
+
+@dataclass(frozen=True)
+class SignalRequest:
+    """The exact HTTP request a booting master's ``curl_cli`` sends; token kept out of repr."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: str
+    method: str = "POST"
+
+    def __repr__(self) -> str:
+        shown = {k: ("<redacted>" if k.lower() == "x-auth-token" else v)
+                 for k, v in self.headers.items()}
+        return f"SignalRequest(method={self.method!r}, url={self.url!r}, headers={shown!r})"
+
+
+def build_master_signal(
+    endpoint: str,
+    token: str,
+    *,
+    status: str = "SUCCESS",
+    signal_id: str = "master",
+    reason: str = "master configured (signalled by heatgen)",
+    data: str = "",
+) -> SignalRequest:
+    """Build the wait-condition signal; no I/O.
+
+    ``data`` becomes the value of the wait condition's ``data`` attribute under
+    ``signal_id``, as a master's boot script would report it.
+    """
+    if status not in SIGNAL_STATUSES:
+        raise ValueError(f"status must be one of {SIGNAL_STATUSES} (got {status!r})")
+    if not endpoint or not token:
+        raise ValueError("endpoint and token are required")
+    body = {"status": status, "id": signal_id, "reason": reason, "data": data}
+    return SignalRequest(
+        url=endpoint,
+        headers={
+            "X-Auth-Token": token,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        },
+        body=json.dumps(body),
+    )
+
+
+def send_signal(request: SignalRequest, session: Session | None = None,
+                timeout: float = 30.0) -> int:
+    """POST the signal; returns the HTTP status, raises CloudError on a 4xx/5xx answer.
+
+    With a keystoneauth ``session`` the request goes through it unauthenticated (only the
+    handle's token is sent, as curl would); otherwise plain ``requests`` is used.
+    """
+    if session is not None:
+        response = session.request(
+            request.url, request.method, headers=dict(request.headers), data=request.body,
+            authenticated=False, raise_exc=False, timeout=timeout,
+        )
+    else:
+        import requests
+
+        response = requests.request(
+            request.method, request.url, headers=dict(request.headers), data=request.body,
+            timeout=timeout,
+        )
+    if response.status_code >= 400:
+        raise CloudError(
+            f"wait condition signal to {urlparse(request.url).path} answered "
+            f"HTTP {response.status_code}"
+        )
+    return int(response.status_code)
+
+
+@dataclass(frozen=True)
+class HandleLocation:
+    """Which (possibly nested) stack holds the handle resource."""
+
+    stack_id: str
+    resource_name: str
+
+
+def _owning_stack(resource: Any) -> str | None:
+    for link in getattr(resource, "links", []) or []:
+        if link.get("rel") == "stack":
+            # .../stacks/<name>/<id>
+            return unquote(urlparse(link["href"]).path.rstrip("/").rsplit("/", 1)[-1])
+    return None
+
+
+def find_master_handle(
+    heat: Any, stack_id: str, name: str = MASTER_HANDLE, nested_depth: int = 5
+) -> HandleLocation | None:
+    """Find the handle in the stack or its nested stacks; None if it does not exist (yet)."""
+    resources = heat.resources.list(stack_id, nested_depth=nested_depth)
+    for resource in resources:
+        if resource.resource_name == name and resource.resource_type == HANDLE_TYPE:
+            return HandleLocation(_owning_stack(resource) or stack_id, name)
+    return None
+
+
+def _heat(client: Any) -> Any:
+    if hasattr(client, "stacks"):
+        return client
+    from heatclient import client as heat_client
+
+    return heat_client.Client("1", session=client)
+
+
+def signal_master(
+    heat_or_session: Any,
+    stack_id: str,
+    *,
+    session: Session | None = None,
+    reason: str = "master configured (signalled by heatgen)",
+    data: str = "",
+    handle_name: str = MASTER_HANDLE,
+    timeout: float = 300.0,
+    poll: float = 0.5,
+) -> SignalRequest | None:
+    """Wait for the master's handle, then signal SUCCESS like the master's boot script.
+
+    Takes a heatclient ``Client`` or a keystoneauth ``Session``. Returns the request sent,
+    or None if the stack is not being created (nothing to signal). Raises StackFailed if
+    the stack fails first, WaitTimeout if no ready handle appears before the deadline,
+    CloudError if the signal is refused.
+    """
+    heat = _heat(heat_or_session)
+    if session is None and not hasattr(heat_or_session, "stacks"):
+        session = heat_or_session
+    deadline = time.monotonic() + timeout
+    location: HandleLocation | None = None
+    while True:
+        stack = heat.stacks.get(stack_id)
+        state = str(stack.stack_status)
+        if state.endswith("FAILED"):
+            raise StackFailed(
+                f"stack {stack.stack_name} is {state} before the master signalled: "
+                f"{stack.stack_status_reason}"
+            )
+        if state != "CREATE_IN_PROGRESS":
+            return None
+        location = location or find_master_handle(heat, stack_id, handle_name)
+        if location is not None:
+            handle = heat.resources.get(location.stack_id, location.resource_name)
+            attributes = getattr(handle, "attributes", {}) or {}
+            endpoint, token = attributes.get("endpoint"), attributes.get("token")
+            if handle.resource_status == "CREATE_COMPLETE" and endpoint and token:
+                request = build_master_signal(str(endpoint), str(token), reason=reason,
+                                              data=data)
+                send_signal(request, session)
+                return request
+        if time.monotonic() > deadline:
+            raise WaitTimeout(
+                f"no ready {handle_name} in stack {stack.stack_name} after {timeout:.0f} s"
+            )
+        time.sleep(poll)

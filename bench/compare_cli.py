@@ -81,7 +81,7 @@ class MasterPlayer(threading.Thread):
         while not self.done.is_set() and not player.signalled and time.monotonic() < deadline:
             stack = self.cloud.find_stack(self.name)
             if stack is not None and stack.in_progress:
-                player(stack)
+                player.attach(stack.id)
             time.sleep(0.2)
 
 

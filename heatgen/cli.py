@@ -7,6 +7,7 @@ needs them, so ``heatgen render`` starts fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -56,3 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("heatgen: interrupted", file=sys.stderr)
         return int(ExitStatus.INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`heatgen status | head`): stop quietly, as other tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return int(ExitStatus.OK)

@@ -87,7 +87,22 @@ def register(sub: Any) -> None:
     scale.add_argument("--workers", type=int, required=True, metavar="N")
     scale.add_argument("--min", type=int, metavar="A", help="new minimum size")
     scale.add_argument("--max", type=int, metavar="B", help="new maximum size")
-    scale.add_argument("--dry-run", action="store_true", help="show Heat's plan, change nothing")
+    scale.add_argument("--dry-run", action="store_true",
+                       help="show Heat's plan (or, when shrinking, which workers would go)")
+    scale.add_argument("--drain", action="store_true",
+                       help="when too few workers are idle, drain busy ones gracefully "
+                       "(condor_drain -graceful) and remove them once idle")
+    scale.add_argument("--drain-timeout", type=float, default=3600.0, metavar="S")
+    scale.add_argument("--force", action="store_true",
+                       help="remove busy workers if too few are idle: THEIR JOBS ARE LOST")
+    scale.add_argument("--pool", choices=("ssh", "bindings"), default="ssh",
+                       help="how to ask HTCondor which workers are idle: ssh to the master and "
+                       "run condor_status -json (default), or the htcondor2 bindings against "
+                       "the collector on the master's floating IP")
+    scale.add_argument("--ssh-user", default="root", help="user on the master (default root)")
+    scale.add_argument("--ssh-key", metavar="FILE", help="ssh identity file")
+    scale.add_argument("--pool-token", metavar="FILE",
+                       help="IDTOKEN file for --pool bindings")
     _waiting(scale, "seconds to wait (default 1800)")
     scale.set_defaults(func=_scale)
 
@@ -212,29 +227,76 @@ def _interrupted(args: argparse.Namespace, site: Site) -> None:
     )
 
 
+POOL_RECORDING_VARIABLE = "HEATGEN_POOL_RECORDING"
+
+
+def _pool_factory(args: argparse.Namespace) -> Any:
+    """How `scale` reaches the pool: the master over ssh, the bindings, or a recording.
+
+    ``HEATGEN_POOL_RECORDING`` (files of ``condor_status -json`` output, separated by ``:``)
+    replays recorded pool states, for tests and dry runs without a pool.
+    """
+    from heatgen import pool
+
+    def pool_for(stack: Any) -> Any:
+        recording = os.environ.get(POOL_RECORDING_VARIABLE)
+        if recording:
+            return pool.RecordedPool.from_files(recording.split(os.pathsep))
+        host = stack.outputs.get("master_floating_ip")
+        if not host:
+            return None
+        if args.pool == "bindings":
+            return pool.BindingsPool(str(host), token_file=args.pool_token)
+        return pool.SshPool(str(host), user=args.ssh_user, identity_file=args.ssh_key)
+
+    return pool_for
+
+
 def _scale(args: argparse.Namespace) -> int:
     from heatgen.lifecycle import ScaleRequest, scale, scale_parameters
 
     site = load_site(args.site)
+    if args.force and args.drain:
+        raise UsageError("--force and --drain exclude each other")
     request = ScaleRequest(
         workers=args.workers, min=args.min, max=args.max, dry_run=args.dry_run,
         wait=not args.no_wait, timeout=args.timeout or 1800.0, wait_for_idle=args.wait_for_idle,
+        force=args.force, drain=args.drain, drain_timeout=args.drain_timeout,
     )
     scale_parameters(site, request)  # bounds are checked before any API call
     cloud = open_cloud(site, args.os_cloud)
     try:
-        result = scale(cloud, site, request, ConsoleReporter())
+        result = scale(cloud, site, request, ConsoleReporter(), pool_for=_pool_factory(args))
     except KeyboardInterrupt:
         _interrupted(args, site)
         return int(ExitStatus.INTERRUPTED)
+    shown = ", ".join(f"{k}={v}" for k, v in result.parameters.items())
     if result.plan is not None:
-        print(f"plan for stack {site.site} ({', '.join(f'{k}={v}' for k, v in result.parameters.items())}):")
+        print(f"plan for stack {site.site} ({shown}):")
         _print_plan(result.plan.lines())
         return 0
+    plan = result.scale_in
+    if plan is not None:
+        for line in plan.lines():
+            print(line)
     stack = result.stack
-    workers = stack.outputs.get("worker_count") if stack else None
-    print(f"stack {site.site} {stack.status if stack else ''} in {result.elapsed:.1f} s; "
-          f"workers: {workers if workers is not None else args.workers}")
+    if result.action == "planned":
+        print(f"dry run: the group would go from {len(plan.members) if plan else '?'} to "
+              f"{result.parameters.get('worker_desired')} workers; nothing was changed")
+    elif result.action == "unchanged":
+        print(f"stack {site.site}: no worker removed")
+    else:
+        workers = stack.outputs.get("worker_count") if stack else None
+        print(f"stack {site.site} {stack.status if stack else ''} in {result.elapsed:.1f} s; "
+              f"workers: {workers if workers is not None else result.parameters['worker_desired']}")
+    if result.busy_kept:
+        count = result.busy_kept
+        which = "it is" if count == 1 else "they are"
+        print(f"heatgen: {count} more worker{'s' if count > 1 else ''} would have had to go, "
+              f"but {which} busy: asked for {args.workers} workers, the group keeps "
+              f"{result.parameters['worker_desired']}. Use --drain to drain busy workers first, "
+              "or --force to remove them with their jobs", file=sys.stderr)
+        return int(ExitStatus.BUSY_WORKERS_KEPT)
     return 0
 
 

@@ -58,6 +58,7 @@ class Resource:
     stack_id: str  # the stack the resource belongs to (nested stacks included)
     parent: str = ""  # name of the resource that owns the nested stack, "" at top level
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    created: str = ""  # creation time as Heat reports it (ISO 8601)
 
 
 @dataclass(frozen=True)

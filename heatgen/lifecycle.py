@@ -7,19 +7,27 @@ has a deadline, and ends in a named outcome: the final :class:`Stack`, :class:`S
 
 from __future__ import annotations
 
+import fcntl
+import os
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from heatgen import plandiff, stackfields
+from heatgen import plandiff, scaledown, stackfields
 from heatgen.cloud import Cloud, Event, Resource, Stack
 from heatgen.config import Site
 from heatgen.errors import CloudError, HeatgenError, StackFailed, UsageError, WaitTimeout
+from heatgen.pool import PoolQuery
 from heatgen.render import RenderedGrid
 
 POLL_INTERVAL = 1.0
+# Tries of a create, update or delete whose failure was transient (each looks before retrying).
+WRITE_ATTEMPTS = 5
 STATUS_EVERY = 10.0  # seconds between safety-net reads of the stack while waiting
 WAIT_MARGIN = 600  # seconds on top of the master's wait_timeout for a whole create
 # Replacing any of these breaks the running pool: the plan must be confirmed with --yes.
@@ -108,6 +116,10 @@ def wait_for_stack(
     One request per poll: the events after ``marker``. The stack itself is read when its own
     final event arrives, and every ``STATUS_EVERY`` seconds as a safety net (events can be
     pruned, and a deleted stack may have no events left to list).
+
+    A transient failure (HTTP 5xx, a lost connection) of a poll, after the client's own retries,
+    is noted and the wait goes on until the deadline: the operation runs in Heat either way.
+    ``on_events`` is called on every successful poll, with the new events (maybe none).
     """
     clock = clock or Clock()
     start = clock.now()
@@ -116,27 +128,35 @@ def wait_for_stack(
     last_status = start
     finals = (f"{action}_COMPLETE", f"{action}_FAILED")
     stack: Stack | None = None
+    due = True  # read the stack on this poll
     while True:
-        events = cloud.events(stack_id, after=seen)
-        for event in events or []:
-            report.event(event)
-            seen = event.id
-        if on_events is not None and events:
-            on_events(stack_id, events)
-        ended = events is None or any(
-            e.physical_id == stack_id and e.status in finals for e in events
-        )
-        if ended or clock.now() - last_status >= STATUS_EVERY or stack is None:
-            last_status = clock.now()
-            stack = cloud.get_stack(stack_id)
-            if stack is None or stack.status == "DELETE_COMPLETE":
-                if action == "DELETE":
-                    return None
-                raise StackFailed(f"stack {stack_id} disappeared while waiting for {action}")
-            if stack.status == f"{action}_COMPLETE":
-                return stack
-            if stack.status == f"{action}_FAILED" or (stack.failed and not stack.in_progress):
-                raise StackFailed(describe_failure(stack, failed_resources(cloud, stack_id)))
+        try:
+            events = cloud.events(stack_id, after=seen)
+            for event in events or []:
+                report.event(event)
+                seen = event.id
+            if on_events is not None:
+                on_events(stack_id, events or [])
+            # A deleted stack's own final event is not listed: a delete reads the stack each poll.
+            due = due or events is None or action == "DELETE" \
+                or clock.now() - last_status >= STATUS_EVERY \
+                or any(e.physical_id == stack_id and e.status in finals for e in events)
+            if due:
+                last_status = clock.now()
+                stack = cloud.get_stack(stack_id)
+                due = False
+                if stack is None or stack.status == "DELETE_COMPLETE":
+                    if action == "DELETE":
+                        return None
+                    raise StackFailed(f"stack {stack_id} disappeared while waiting for {action}")
+                if stack.status == f"{action}_COMPLETE":
+                    return stack
+                if stack.status == f"{action}_FAILED" or (stack.failed and not stack.in_progress):
+                    raise StackFailed(describe_failure(stack, failed_resources(cloud, stack_id)))
+        except CloudError as error:
+            if not getattr(error, "transient", False):
+                raise
+            report.note(f"{error}; still waiting (the operation goes on in Heat)")
         if clock.now() >= deadline:
             raise WaitTimeout(
                 f"stack {stack.name if stack else stack_id} is still "
@@ -169,6 +189,8 @@ def refuse_if_busy(
     cloud: Cloud, stack: Stack, *, wait_for_idle: bool, timeout: float, report: Reporter,
     clock: Clock | None = None,
 ) -> Stack:
+    # Read again right before acting: the stack seen at the start may be stale by now.
+    stack = cloud.get_stack(stack.id) or stack
     if not stack.in_progress:
         return stack
     if wait_for_idle:
@@ -177,6 +199,54 @@ def refuse_if_busy(
         f"stack {stack.name} is busy ({stack.status}); try again when it is done, "
         "or pass --wait-for-idle to queue behind it"
     )
+
+
+def _lock_dir() -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"heatgen-{os.getuid()}" / "locks"
+
+
+@contextmanager
+def stack_lock(
+    stack: Stack, *, wait: bool, timeout: float, report: Reporter, clock: Clock | None = None
+) -> Iterator[None]:
+    """Hold this machine's lock on the stack while heatgen changes it and waits.
+
+    Heat's convergence engine accepts a second update while one runs and lets the newest win,
+    so two `heatgen scale` started together would both pass the busy check. The lock (an
+    ``flock``, released by the kernel even on SIGKILL) makes the second one see the stack as
+    busy, or, with ``wait``, queue behind the first. Across machines the check stays a race;
+    :func:`_wait_resized` then notices that another update won.
+    """
+    clock = clock or Clock()
+    directory = _lock_dir()
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = os.open(directory / f"stack-{stack.id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = clock.now() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not wait:
+                    raise StackBusy(
+                        f"stack {stack.name} is busy: another heatgen on this machine is "
+                        "changing it; try again when it is done, or pass --wait-for-idle to "
+                        "queue behind it"
+                    ) from None
+                if clock.now() >= deadline:
+                    raise WaitTimeout(
+                        f"another heatgen kept stack {stack.name} busy for {timeout:.0f} s"
+                    ) from None
+                if not told:
+                    report.note(f"another heatgen is changing stack {stack.name}; waiting")
+                    told = True
+                clock.sleep(0.5)
+        yield
+    finally:
+        os.close(handle)
 
 
 # --------------------------------------------------------------------------- sandbox master
@@ -193,18 +263,21 @@ class SandboxMaster:
     def __init__(self, cloud: Cloud, report: Reporter) -> None:
         self.cloud = cloud
         self.report = report
+        self.pending = False
         self.signalled = False
 
     def __call__(self, stack_id: str, events: list[Event]) -> None:
-        if not self.signalled and any(
-            e.resource == WAIT_CONDITION and e.status == "CREATE_IN_PROGRESS" for e in events
-        ):
+        # Called on every poll: a signal that failed (transiently) is sent again on the next.
+        if any(e.resource == WAIT_CONDITION and e.status == "CREATE_IN_PROGRESS" for e in events):
+            self.pending = True
+        if self.pending and not self.signalled:
             self.signal(stack_id)
 
     def attach(self, stack_id: str) -> None:
         """For a create already under way: signal if the wait condition is waiting now."""
         status = {r.name: r.status for r in self.cloud.resources(stack_id, nested_depth=0)}
         if status.get(WAIT_CONDITION) == "CREATE_IN_PROGRESS":
+            self.pending = True
             self.signal(stack_id)
 
     def signal(self, stack_id: str) -> None:
@@ -339,7 +412,7 @@ def _create(
 
     A create is never issued while a stack of that name exists, so one grid is never made twice.
     """
-    attempts = 3
+    attempts = WRITE_ATTEMPTS
     for attempt in range(1, attempts + 1):
         try:
             return cloud.create_stack(fields)
@@ -364,7 +437,7 @@ def _update(
     Sending the same update twice is harmless (it converges to the same definition), but an
     update that did land is attached to rather than queued behind.
     """
-    attempts = 3
+    attempts = WRITE_ATTEMPTS
     for attempt in range(1, attempts + 1):
         try:
             cloud.update_stack(stack.id, fields, patch=patch)
@@ -508,6 +581,9 @@ class ScaleRequest:
     wait: bool = True
     timeout: float = 1800.0
     wait_for_idle: bool = False
+    force: bool = False
+    drain: bool = False
+    drain_timeout: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -517,6 +593,11 @@ class ScaleResult:
     parameters: Mapping[str, int]
     plan: Plan | None = None
     elapsed: float = 0.0
+    scale_in: scaledown.ScaleInPlan | None = None
+
+    @property
+    def busy_kept(self) -> int:
+        return len(self.scale_in.busy_kept) if self.scale_in is not None else 0
 
 
 def scale_parameters(site: Site, request: ScaleRequest) -> dict[str, int]:
@@ -558,12 +639,37 @@ def scale(
     request: ScaleRequest,
     report: Reporter,
     clock: Clock | None = None,
+    pool_for: Callable[[Stack], PoolQuery | None] | None = None,
+    scale_in_options: scaledown.ScaleInOptions | None = None,
 ) -> ScaleResult:
-    """Change the group's size with a PATCH update of only the capacity parameters."""
+    """Change the group's size with a PATCH update of only the capacity parameters.
+
+    Shrinking removes only idle workers: ``pool_for(stack)`` gives the pool to ask (see
+    :mod:`heatgen.scaledown`). Without a pool a shrink needs ``force``.
+    """
     clock = clock or Clock()
     started = clock.now()
     params = scale_parameters(site, request)
     stack = require_stack(cloud, site)
+    current = _int(stack.outputs.get("worker_count"))
+    if current is not None and request.workers < current:
+        pool = pool_for(stack) if pool_for is not None else None
+        if pool is not None:
+            with stack_lock(stack, wait=request.wait_for_idle, timeout=request.timeout,
+                            report=report, clock=clock):
+                return _scale_in(cloud, stack, request, params, pool, report, clock, started,
+                                 scale_in_options or scaledown.ScaleInOptions())
+        if not request.force:
+            raise UsageError(
+                f"shrinking {site.site} from {current} to {request.workers} workers needs the "
+                "HTCondor pool, to remove only idle workers, and the pool cannot be asked "
+                "(no master address). Pass --force to let Heat remove the oldest workers, "
+                "busy or not"
+            )
+        report.note(
+            f"WARNING: --force without the pool: Heat removes the {current - request.workers} "
+            "oldest workers, busy or not; their running jobs are lost"
+        )
     fields = stackfields.patch_fields(params)
     if request.dry_run:
         deployed = cloud.deployed_definition(stack.id)
@@ -573,20 +679,95 @@ def scale(
         )
         plan = reconciled_plan(cloud.preview_update(stack.id, fields, patch=True), deployed, wanted)
         return ScaleResult("planned", stack, params, plan=plan, elapsed=clock.now() - started)
+    with stack_lock(stack, wait=request.wait_for_idle, timeout=request.timeout, report=report,
+                    clock=clock):
+        return _patch_and_wait(cloud, stack, request, params, report, clock, started)
+
+
+def _patch_and_wait(
+    cloud: Cloud, stack: Stack, request: ScaleRequest, params: dict[str, int], report: Reporter,
+    clock: Clock, started: float,
+) -> ScaleResult:
     stack = refuse_if_busy(
         cloud, stack, wait_for_idle=request.wait_for_idle, timeout=request.timeout,
         report=report, clock=clock,
     )
     marker = latest_event_id(cloud, stack.id)
-    _update(cloud, stack, fields, True, report, clock)
-    report.note(f"resizing {site.site}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
+    _update(cloud, stack, stackfields.patch_fields(params), True, report, clock)
+    return _wait_resized(cloud, stack, request, params, report, clock, started, marker)
+
+
+def _wait_resized(
+    cloud: Cloud, stack: Stack, request: ScaleRequest, params: dict[str, int], report: Reporter,
+    clock: Clock, started: float, marker: str | None,
+    scale_in: scaledown.ScaleInPlan | None = None,
+) -> ScaleResult:
+    report.note(f"resizing {stack.name}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
     if not request.wait:
-        return ScaleResult("started", stack, params, elapsed=clock.now() - started)
+        return ScaleResult("started", stack, params, elapsed=clock.now() - started,
+                           scale_in=scale_in)
     final = wait_for_stack(
         cloud, stack.id, "UPDATE", timeout=request.timeout, marker=marker, report=report,
         clock=clock,
     )
-    return ScaleResult("scaled", final, params, elapsed=clock.now() - started)
+    won = _int((final.parameters if final else {}).get("worker_desired"))
+    if won is not None and won != params["worker_desired"]:
+        raise StackBusy(
+            f"another update of stack {stack.name} ran at the same time and won: the group "
+            f"is set to {won} workers, not {params['worker_desired']}; run the command again "
+            "to apply this one"
+        )
+    return ScaleResult("scaled", final, params, elapsed=clock.now() - started, scale_in=scale_in)
+
+
+def _scale_in(
+    cloud: Cloud, stack: Stack, request: ScaleRequest, params: dict[str, int], pool: PoolQuery,
+    report: Reporter, clock: Clock, started: float, options: scaledown.ScaleInOptions,
+) -> ScaleResult:
+    """Mark the chosen idle members, re-check the pool, unmark the claimed, PATCH the size."""
+    options.force, options.drain = request.force, request.drain
+    options.drain_timeout = request.drain_timeout
+    plan = scaledown.choose(cloud, stack, pool, request.workers, options, report.note)
+    for line in plan.lines():
+        report.note(line)
+    if request.dry_run or not plan.removed:
+        action = "planned" if request.dry_run else "unchanged"
+        return ScaleResult(action, stack, {**params, "worker_desired": plan.target_size},
+                           elapsed=clock.now() - started, scale_in=plan)
+    stack = refuse_if_busy(
+        cloud, stack, wait_for_idle=request.wait_for_idle, timeout=request.timeout,
+        report=report, clock=clock,
+    )
+    marker = latest_event_id(cloud, stack.id)
+    marked: list[str] = []
+    try:
+        scaledown.mark(cloud, plan, plan.removed, True)
+        marked.extend(plan.removed)
+        plan = scaledown.recheck(pool, plan, options)
+        claimed = [name for name in plan.choice.dropped if name in marked]
+        if claimed:
+            report.note(f"{', '.join(claimed)} got a job since the choice; keeping them")
+            scaledown.mark(cloud, plan, claimed, False)
+            for name in claimed:
+                marked.remove(name)
+        params = {**params, "worker_desired": plan.target_size}
+        if not plan.removed:
+            return ScaleResult("unchanged", stack, params, elapsed=clock.now() - started,
+                               scale_in=plan)
+        _update(cloud, stack, stackfields.patch_fields(params), True, report, clock)
+    except BaseException:
+        _unmark_quietly(cloud, plan, marked)
+        raise
+    return _wait_resized(cloud, stack, request, params, report, clock, started, marker, plan)
+
+
+def _unmark_quietly(cloud: Cloud, plan: scaledown.ScaleInPlan, names: list[str]) -> None:
+    """Take the marks back after a failure, so the next update does not replace them."""
+    for name in names:
+        try:
+            scaledown.mark(cloud, plan, [name], False)
+        except HeatgenError:
+            continue
 
 
 # --------------------------------------------------------------------------- inspect, delete
@@ -674,12 +855,12 @@ def delete(
         raise StackBusy(f"stack {stack.name} is busy ({stack.status}); delete it when it is done")
     clock = clock or Clock()
     marker = latest_event_id(cloud, stack.id)
-    for attempt in range(1, 4):
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
             cloud.delete_stack(stack.id)
             break
         except CloudError as error:
-            if not getattr(error, "transient", False) or attempt == 3:
+            if not getattr(error, "transient", False) or attempt == WRITE_ATTEMPTS:
                 raise
             report.note(f"delete failed ({error}); trying again")
             clock.sleep(min(2.0**attempt, 10.0))

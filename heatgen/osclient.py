@@ -3,7 +3,8 @@
 Nothing else in heatgen imports an OpenStack client. Every client error becomes a
 :class:`CloudError` whose message names what failed and never carries a token or password;
 ``transient`` marks the ones worth retrying (HTTP 500/502/503/504, lost connections).
-Reads are retried here with bounded backoff; writes are not, the lifecycle decides.
+Reads are retried here with bounded backoff, and so are the POSTs that change nothing
+(validate, preview); writes are not, the lifecycle decides.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import functools
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from heatclient import client as heat_client
@@ -26,8 +27,12 @@ from heatgen.errors import CloudError
 from heatgen.plandiff import Definition
 
 SANDBOX_CLOUD = "heatgen-sandbox"
+# Services whose catalog endpoint clouds.yaml may override (`orchestration_endpoint_override`).
+OVERRIDABLE_SERVICES = ("orchestration", "alarming")
 TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
-READ_ATTEMPTS = 4
+# A read is often two requests (heat-api redirects a stack name or bare id). At 20 % failed
+# requests, 8 attempts leave about 1 read in 20,000 failing, after at most ~20 s of backoff.
+READ_ATTEMPTS = 8
 T = TypeVar("T")
 
 
@@ -80,7 +85,7 @@ def _reads(what: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
                     translated = translate(what, error)
                     if not getattr(translated, "transient", False) or attempt == READ_ATTEMPTS:
                         raise translated from None
-                time.sleep(0.25 * 2**attempt)
+                time.sleep(min(0.25 * 2**attempt, 4.0))
             raise AssertionError("unreachable")
 
         return wrapper
@@ -102,6 +107,9 @@ class Connection:
     region_name: str | None
     is_sandbox: bool
     name: str
+    # service type -> URL, from clouds.yaml's `<service>_endpoint_override` (may hold
+    # `%(project_id)s`); used instead of the catalog's endpoint for that service.
+    endpoint_overrides: Mapping[str, str] = field(default_factory=dict)
 
 
 def connect(cloud_name: str | None = None, sandbox_auth: Mapping[str, Any] | None = None) -> Connection:
@@ -127,12 +135,14 @@ def connect(cloud_name: str | None = None, sandbox_auth: Mapping[str, Any] | Non
     except ks_exc.ClientException as error:
         raise translate("authentication", error) from None
     shown = name or "OS_* environment"
+    overrides = {service: region.get_endpoint(service) for service in OVERRIDABLE_SERVICES}
     return Connection(
         session=session,
         interface=region.get_interface(),
         region_name=region.get_region_name() or None,
         is_sandbox=name == SANDBOX_CLOUD,
         name=shown,
+        endpoint_overrides={k: v for k, v in overrides.items() if v},
     )
 
 
@@ -146,6 +156,10 @@ def _session_from_entry(name: str, entry: Mapping[str, Any], is_sandbox: bool) -
         region_name=entry.get("region_name"),
         is_sandbox=is_sandbox,
         name=name,
+        endpoint_overrides={
+            service: str(entry[f"{service}_endpoint_override"])
+            for service in OVERRIDABLE_SERVICES if entry.get(f"{service}_endpoint_override")
+        },
     )
 
 
@@ -182,6 +196,7 @@ def _resource(raw: Any) -> Resource:
         stack_id=_link_id(info.get("links"), "stack"),
         parent=info.get("parent_resource") or "",
         attributes=dict(info.get("attributes") or {}),
+        created=str(info.get("creation_time") or ""),
     )
 
 
@@ -232,7 +247,7 @@ class OpenStackCloud:
         if connection.region_name:
             kwargs["region_name"] = connection.region_name
         self._client_kwargs = kwargs
-        self.heat = heat_client.Client("1", **kwargs)
+        self.heat = heat_client.Client("1", **self._service_kwargs("orchestration"))
         self._aodh: Any = None
 
     @property
@@ -244,8 +259,12 @@ class OpenStackCloud:
         if self._aodh is None:
             from aodhclient import client as aodh_client
 
-            self._aodh = aodh_client.Client("2", **self._client_kwargs)
+            self._aodh = aodh_client.Client("2", **self._service_kwargs("alarming"))
         return self._aodh
+
+    def _service_kwargs(self, service: str) -> dict[str, Any]:
+        override = self.connection.endpoint_overrides.get(service)
+        return {**self._client_kwargs, **({"endpoint_override": override} if override else {})}
 
     @_reads("find the stack")
     def find_stack(self, name_or_id: str) -> Stack | None:
@@ -262,9 +281,10 @@ class OpenStackCloud:
             return None
         return stack
 
+    @_reads("validate the templates on the server")
     def validate(self, fields: Mapping[str, Any]) -> None:
         body = {k: v for k, v in fields.items() if k not in _HEAT_ONLY_FIELDS}
-        _write("validate the templates on the server", lambda: self.heat.stacks.validate(**body))
+        self.heat.stacks.validate(**body)
 
     def create_stack(self, fields: Mapping[str, Any]) -> str:
         created = _write("create the stack", lambda: self.heat.stacks.create(**fields))
@@ -276,18 +296,17 @@ class OpenStackCloud:
             lambda: self.heat.stacks.update(stack_id, existing=patch, **fields),
         )
 
+    @_reads("preview the stack")
     def preview_create(self, fields: Mapping[str, Any]) -> list[Resource]:
-        preview = _write("preview the stack", lambda: self.heat.stacks.preview(**fields))
+        preview = self.heat.stacks.preview(**fields)
         info = preview.to_dict() if hasattr(preview, "to_dict") else dict(preview)
         return [_resource(r) for r in _flatten(info.get("resources"))]
 
+    @_reads("preview the update")
     def preview_update(
         self, stack_id: str, fields: Mapping[str, Any], patch: bool
     ) -> dict[str, list[str]]:
-        answer = _write(
-            "preview the update",
-            lambda: self.heat.stacks.preview_update(stack_id, existing=patch, **fields),
-        )
+        answer = self.heat.stacks.preview_update(stack_id, existing=patch, **fields)
         return _names(answer.get("resource_changes", {}))
 
     def delete_stack(self, stack_id: str) -> None:

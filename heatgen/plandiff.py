@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from heatgen.config import parse_yaml
+from heatgen.config import parse_document
 from heatgen.errors import ConfigError
 
 DEFINITION_KEYS = ("type", "properties", "metadata", "depends_on", "update_policy",
@@ -96,7 +96,7 @@ def _file_closure(names: Iterable[str], files: Mapping[str, str], seen: set[str]
         if text is None or not name.endswith((".yaml", ".yml")):
             continue
         try:
-            doc = parse_yaml(text, name)
+            doc = parse_document(text, name)
         except ConfigError:
             continue
         if isinstance(doc, Mapping) and "heat_template_version" in doc:

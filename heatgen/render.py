@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 
 from heatgen import hotcheck
-from heatgen.config import ScaleIn, Site, Telemetry, parse_yaml
+from heatgen.config import ScaleIn, Site, Telemetry, parse_document
 from heatgen.errors import ConfigError, RenderError
 from heatgen.payload import payload_context
 
@@ -230,7 +230,7 @@ def render_site(site: Site, templates_dir: str | Path | None = None) -> Rendered
 
 def _parse(name: str, text: str) -> Any:
     try:
-        return parse_yaml(text, name)
+        return parse_document(text, name)
     except ConfigError as error:
         raise RenderError(f"rendered {error}") from None
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from heatgen.config import parse_yaml
+from heatgen.config import parse_document
 from heatgen.plandiff import Definition
 from heatgen.render import ENVIRONMENT, MAIN_TEMPLATE, RenderedGrid
 
@@ -31,7 +31,7 @@ def packaged_environment(name: str) -> str:
 
 
 def template_body(grid: RenderedGrid) -> dict[str, Any]:
-    body = parse_yaml(grid.main, MAIN_TEMPLATE)
+    body = parse_document(grid.main, MAIN_TEMPLATE)
     assert isinstance(body, dict)
     return body
 
@@ -113,14 +113,14 @@ def merged_registry(grid: RenderedGrid, extra_environments: Mapping[str, str]) -
     """The resource_registry Heat ends up with: the grid's, then each extra environment's."""
     registry: dict[str, Any] = {}
     for name, text in [(ENVIRONMENT, grid.environment), *extra_environments.items()]:
-        doc = parse_yaml(text, name)
+        doc = parse_document(text, name)
         if isinstance(doc, dict):
             registry.update(doc.get("resource_registry") or {})
     return registry
 
 
 def environment_parameters(grid: RenderedGrid) -> dict[str, Any]:
-    doc = parse_yaml(grid.environment, ENVIRONMENT)
+    doc = parse_document(grid.environment, ENVIRONMENT)
     return dict(doc.get("parameters") or {}) if isinstance(doc, dict) else {}
 
 

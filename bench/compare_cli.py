@@ -23,7 +23,6 @@ import datetime as dt
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,17 +38,6 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 HEATGEN = [str(BIN / "heatgen")]
 OPENSTACK = [str(BIN / "openstack")]
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def run(argv: list[str], env: dict[str, str], log: Path | None = None) -> tuple[float, float]:
@@ -135,12 +123,13 @@ def main() -> int:
     args = parser.parse_args()
 
     from heatgen.sandbox import control
+    from heatgen.sandbox.settings import free_loopback_ports
     from heatgen.sandbox.settings import SandboxConfig, resolve_config
 
     work = Path(tempfile.mkdtemp(prefix="heatgen-bench-"))
     own = args.state_dir is None
     if own:
-        k, h, c = free_ports(3)
+        k, h, c = free_loopback_ports(3)
         config = SandboxConfig(state_dir=work / "sandbox", keystone_port=k, heat_port=h,
                                cfn_port=c)
         control.up(config)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -27,17 +26,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TEMPLATE = REPO / "tests" / "integration" / "data" / "small-grid.yaml"
 SANDBOX_ENVIRONMENT = REPO / "environments" / "sandbox.yaml"
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def load_stack_inputs(template: Path | None) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
@@ -128,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parameter = args.count_parameter or ("worker_desired" if args.template else "worker_count")
 
     from heatgen.sandbox import control
+    from heatgen.sandbox.settings import free_loopback_ports
     from heatgen.sandbox.settings import SandboxConfig, resolve_config
 
     temporary: Path | None = None
@@ -138,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         startup = None
     else:
         temporary = Path(tempfile.mkdtemp(prefix="heatgen-soak-"))
-        keystone_port, heat_port, cfn_port = _free_ports(3)
+        keystone_port, heat_port, cfn_port = free_loopback_ports(3)
         config = SandboxConfig(state_dir=temporary, keystone_port=keystone_port,
                                heat_port=heat_port, cfn_port=cfn_port)
         startup = control.up(config).startup_seconds

@@ -7,6 +7,7 @@ checked cleanly.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -163,7 +164,9 @@ def _package_source(name: str) -> tuple[str, str, Callable[[], bool]] | None:
     return resource.read_text(encoding="utf-8"), f"heatgen/templates/{name}", lambda: True
 
 
+@functools.lru_cache(maxsize=8)
 def _environment(templates_dir: Path | None) -> jinja2.Environment:
+    """One Jinja environment per template directory, so each template compiles once."""
     loaders: list[jinja2.BaseLoader] = []
     if templates_dir is not None:
         loaders.append(jinja2.FileSystemLoader(str(templates_dir)))

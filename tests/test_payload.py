@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from heatgen.config import OsFamily, load_site, parse_yaml, validate_site
 from heatgen.errors import ConfigError
-from heatgen.payload import DISTRIBUTIONS, payload_context, version_glob
+from heatgen.payload import DISTRIBUTIONS, version_glob
 from heatgen.render import CLOUD_CONFIGS, MASTER_BOOT, WORKER_BOOT, render_site
 
 from .conftest import example_paths

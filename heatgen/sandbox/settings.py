@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -28,6 +29,13 @@ DEFAULT_KEYSTONE_PORT = 15000
 DEFAULT_HEAT_PORT = 18004
 DEFAULT_CFN_PORT = 18000
 DEFAULT_POSTGRES_PORT = 15432
+DEFAULT_GNOCCHI_PORT = 18041
+DEFAULT_AODH_PORT = 18042
+# Gnocchi's indexer has no SQLite support (it retries the connection forever).
+TELEMETRY_NEEDS_POSTGRES = (
+    "--telemetry needs --backend postgres: Gnocchi's indexer runs only on PostgreSQL or MySQL "
+    "(apt-get install postgresql; pip install 'heatgen[sandbox]')"
+)
 
 Backend = Literal["sqlite", "postgres"]
 BACKENDS: tuple[Backend, ...] = ("sqlite", "postgres")
@@ -70,6 +78,9 @@ class SandboxConfig:
     backend: Backend = "sqlite"
     postgres_port: int = DEFAULT_POSTGRES_PORT
     start_timeout: float = 180.0
+    telemetry: bool = False
+    gnocchi_port: int = DEFAULT_GNOCCHI_PORT
+    aodh_port: int = DEFAULT_AODH_PORT
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser().absolute())
@@ -82,6 +93,11 @@ class SandboxConfig:
         }
         if self.backend == "postgres":
             ports["--postgres-port"] = self.postgres_port
+        if self.telemetry:
+            if self.backend != "postgres":
+                raise UsageError(TELEMETRY_NEEDS_POSTGRES)
+            ports["--gnocchi-port"] = self.gnocchi_port
+            ports["--aodh-port"] = self.aodh_port
         for flag, port in ports.items():
             if not 1 <= port <= 65535:
                 raise UsageError(f"{flag}: must be a TCP port 1-65535 (got {port})")
@@ -98,6 +114,8 @@ class SandboxConfig:
         }
         if self.backend == "postgres":
             ports = {"postgres": self.postgres_port, **ports}
+        if self.telemetry:
+            ports.update({"gnocchi-api": self.gnocchi_port, "aodh-api": self.aodh_port})
         return ports
 
     @property
@@ -154,8 +172,19 @@ def stored_settings(state_dir: Path) -> dict[str, Any]:
         raise SandboxError(f"{path}: unreadable sandbox settings ({error})") from error
     if not isinstance(raw, dict):
         raise SandboxError(f"{path}: expected a JSON object")
-    known = {"keystone_port", "heat_port", "cfn_port", "backend", "postgres_port"}
+    known = {"keystone_port", "heat_port", "cfn_port", "backend", "postgres_port",
+             "telemetry", "gnocchi_port", "aodh_port"}
     return {key: value for key, value in raw.items() if key in known}
+
+
+def runs_telemetry(state_dir: Path | None = None) -> bool:
+    """Whether the sandbox in ``state_dir`` (default: the default one) was started with
+    ``--telemetry``, i.e. serves real ``OS::Aodh::*`` alarms."""
+    directory = (state_dir or default_state_dir()).expanduser().absolute()
+    try:
+        return bool(stored_settings(directory).get("telemetry", False))
+    except SandboxError:
+        return False
 
 
 def resolve_config(state_dir: Path | str | None = None, **overrides: Any) -> SandboxConfig:
@@ -239,3 +268,15 @@ def ensure_secrets(config: SandboxConfig) -> SandboxSecrets:
 def with_overrides(config: SandboxConfig, **overrides: Any) -> SandboxConfig:
     """A copy of ``config`` with the non-None overrides applied."""
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def free_loopback_ports(count: int) -> list[int]:
+    """``count`` different ports nothing listens on right now (held open together)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -8,7 +8,6 @@ at the end. Tests that need it are marked ``sandbox``; without the extra install
 from __future__ import annotations
 
 import importlib.util
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,16 +27,9 @@ def sandbox_installed() -> bool:
 
 def free_ports(count: int) -> list[int]:
     """Ports nothing listens on right now (held open together so they differ)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    from heatgen.sandbox.settings import free_loopback_ports
+
+    return free_loopback_ports(count)
 
 
 @dataclass

@@ -1,0 +1,56 @@
+"""Every benchmark in one run, on one sandbox: `python bench/run_all.py [--runs N]`.
+
+Starts a sandbox in a temporary directory on free loopback ports (or uses --state-dir),
+prints the render table (bench/render_bench.py) and the heatgen-vs-openstack table
+(bench/compare_cli.py), then stops the sandbox. Figures only, no pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--state-dir", type=Path, help="a running sandbox to use")
+    args = parser.parse_args()
+
+    from heatgen.sandbox import control
+    from heatgen.sandbox.settings import SandboxConfig, free_loopback_ports, resolve_config
+
+    work = Path(tempfile.mkdtemp(prefix="heatgen-bench-"))
+    own = args.state_dir is None
+    if own:
+        keystone, heat, cfn = free_loopback_ports(3)
+        config = SandboxConfig(state_dir=work / "sandbox", keystone_port=keystone,
+                               heat_port=heat, cfn_port=cfn)
+        control.up(config)
+    else:
+        config = resolve_config(args.state_dir)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo
+                          if line.startswith("model name")), platform.processor())
+        print(f"machine: {model}, Python {platform.python_version()}")
+        state = ["--state-dir", str(config.state_dir)]
+        for script, extra in (("render_bench.py", []), ("compare_cli.py", [])):
+            subprocess.run([sys.executable, str(HERE / script), "--runs", str(args.runs),
+                            *state, *extra], check=True)
+    finally:
+        if own:
+            control.down(config)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

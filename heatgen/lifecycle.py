@@ -397,7 +397,10 @@ class DeployResult:
 def _extra_environments(cloud: Cloud) -> dict[str, str]:
     if not cloud.is_sandbox:
         return {}
-    name = stackfields.SANDBOX_ENVIRONMENT
+    from heatgen.sandbox.settings import runs_telemetry
+
+    # With `sandbox up --telemetry` the alarms are real: no OS::Aodh::* -> OS::Heat::None.
+    name = "sandbox-telemetry.yaml" if runs_telemetry() else stackfields.SANDBOX_ENVIRONMENT
     return {name: stackfields.packaged_environment(name)}
 
 
@@ -460,9 +463,12 @@ def desired_for_update(site: Site, stack: Stack) -> int:
     The config's value at the last deploy is kept in the stack as ``site_worker_desired``.
     """
     deployed = _int(stack.parameters.get("site_worker_desired"))
-    if deployed is None or deployed != site.workers.desired:
-        return site.workers.desired
     current = _int(stack.outputs.get("worker_count"))
+    if deployed is None or deployed != site.workers.desired:
+        if current is not None and site.workers.desired < current:
+            # Heat would remove the oldest workers, busy or not: shrinking is `heatgen scale`'s.
+            return max(site.workers.min, min(site.workers.max, current))
+        return site.workers.desired
     if current is None:
         return site.workers.desired
     return max(site.workers.min, min(site.workers.max, current))
@@ -529,6 +535,14 @@ def deploy(
         return DeployResult("created", final, elapsed=clock.now() - started)
 
     desired = desired_for_update(site, existing)
+    if desired > site.workers.desired and _int(existing.outputs.get("worker_count")) == desired \
+            and _int(existing.parameters.get("site_worker_desired")) != site.workers.desired:
+        report.note(
+            f"workers.desired went down to {site.workers.desired}, but deploy does not remove "
+            f"workers (Heat would take the oldest, busy or not); the group keeps {desired}. "
+            f"Shrink it with `heatgen scale SITE.yaml --workers {site.workers.desired}`, which "
+            "removes only idle workers"
+        )
     override = {"worker_desired": desired}
     update = stackfields.update_fields(grid, parameters=override, extra_environments=extra)
     cloud.validate(fields)
@@ -807,6 +821,8 @@ class StatusReport:
     members: list[Member]
     outputs: Mapping[str, Any]
     events: list[Event]
+    # name -> Aodh state (alarm/ok/insufficient data); "unavailable: ..." without Aodh.
+    alarms: Mapping[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -822,6 +838,7 @@ class StatusReport:
             },
             "outputs": dict(self.outputs),
             "events": [e.__dict__ for e in self.events],
+            "alarms": dict(self.alarms),
         }
 
 
@@ -843,7 +860,15 @@ def status(cloud: Cloud, site: Site, show_secrets: bool = False, last_events: in
     stack = require_stack(cloud, site)
     events = (cloud.events(stack.id, after=None) or [])[-last_events:]
     return StatusReport(stack, group_members(cloud, stack), shown_outputs(stack, show_secrets),
-                        events)
+                        events, _alarm_states(cloud, stack))
+
+
+def _alarm_states(cloud: Cloud, stack: Stack) -> dict[str, str]:
+    """Alarm states are extra information: a cloud without Aodh must not fail `status`."""
+    try:
+        return {alarm.name: alarm.state for alarm in cloud.alarms(stack.id)}
+    except Exception as error:  # noqa: BLE001 - aodhclient raises its own exception types
+        return {"*": f"unavailable: {type(error).__name__}"}
 
 
 def delete(

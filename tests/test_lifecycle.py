@@ -189,10 +189,17 @@ def test_redeploy_keeps_the_size_autoscaling_chose() -> None:
     assert desired_for_update(SITE, stack) == 5
     changed = load_site(EXAMPLES / "thesis.yaml").model_copy(
         update={"workers": SITE.workers.model_copy(update={"desired": 2})})
-    assert desired_for_update(changed, stack) == 2
+    assert desired_for_update(changed, stack) == 5  # more than asked: deploy never shrinks
+    small = Stack("id", "bergen-grid", "UPDATE_COMPLETE", "",
+                  {"site_worker_desired": "1"}, {"worker_count": 1})
+    assert desired_for_update(changed, small) == 2  # a raised count is applied
     beyond = Stack("id", "g", "UPDATE_COMPLETE", "", {"site_worker_desired": "1"},
                    {"worker_count": 50})
     assert desired_for_update(SITE, beyond) == 7  # clamped to the config's max
+    # A config that asks for fewer workers does not shrink the group through a deploy.
+    shrunk = Stack("id", "g", "UPDATE_COMPLETE", "", {"site_worker_desired": "4"},
+                   {"worker_count": 4})
+    assert desired_for_update(SITE, shrunk) == 4
 
 
 def test_plan_that_replaces_the_master_needs_yes() -> None:

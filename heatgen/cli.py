@@ -40,13 +40,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    if args.debug:
-        from heatgen.redact import enable_debug_logging
-
-        enable_debug_logging()
     try:
+        args = _build_parser().parse_args(argv)
+        if args.debug:
+            from heatgen.redact import enable_debug_logging
+
+            enable_debug_logging()
         return int(args.func(args))
     except ConfigError as error:
         print(error, file=sys.stderr)

@@ -328,7 +328,9 @@ _PATTERN_HINTS = {
 def _problems(error: ValidationError, model: type[BaseModel]) -> list[str]:
     problems = []
     for item in error.errors(include_url=False):
-        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and "[" in p))
+        # Drop pydantic's validator tags (`function-after[...]`); an unknown key is the user's.
+        loc = item["loc"] if item["type"] == "extra_forbidden" else tuple(
+            p for p in item["loc"] if not (isinstance(p, str) and "[" in p))
         where = _location(loc)
         kind = item["type"]
         message = item["msg"]

@@ -843,17 +843,11 @@ class StatusReport:
 
 
 def group_members(cloud: Cloud, stack: Stack) -> list[Member]:
-    """The worker group's members with their states, oldest first as Heat lists them."""
-    members = []
-    for resource in cloud.resources(stack.id, nested_depth=2):
-        if resource.parent == WORKER_GROUP and resource.type != "OS::Heat::None":
-            members.append(Member(resource.name, resource.status, _server_id(cloud, resource),
-                                  resource.reason))
-    return members
-
-
-def _server_id(cloud: Cloud, member: Resource) -> str:
-    return str(member.attributes.get("server_id") or member.physical_id or "")
+    """The worker group's members with their states and Nova ids, oldest first."""
+    return [
+        Member(m.name, m.status, m.server_id or "", m.reason)
+        for m in scaledown.group_members(cloud, stack)
+    ]
 
 
 def status(cloud: Cloud, site: Site, show_secrets: bool = False, last_events: int = 5) -> StatusReport:

@@ -341,7 +341,7 @@ class OpenStackCloud:
     @_reads("list the stack's resources")
     def resources(self, stack_id: str, nested_depth: int) -> list[Resource]:
         try:
-            listed = self.heat.resources.list(stack_id, nested_depth=nested_depth, with_detail=True)
+            listed = self.heat.resources.list(stack_id, nested_depth=nested_depth)
         except heat_exc.HTTPNotFound:
             return []
         return [_resource(r) for r in listed]

@@ -36,6 +36,7 @@ class GroupMember:
     server_id: str | None
     private_ip: str | None
     created: str
+    reason: str = ""
 
 
 def group_members(cloud: Cloud, stack: Stack) -> list[GroupMember]:
@@ -54,6 +55,7 @@ def group_members(cloud: Cloud, stack: Stack) -> list[GroupMember]:
             server_id=_text(server_ids.get(r.name)),
             private_ip=_text(addresses.get(r.name)),
             created=r.created,
+            reason=r.reason,
         )
         for r in members
     ]

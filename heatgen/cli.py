@@ -33,6 +33,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     cli_stack.register(sub)
 
+    from heatgen import cli_alarms
+
+    cli_alarms.register(sub)
+
     from heatgen.sandbox import cli as sandbox_cli
 
     sandbox_cli.register(sub)

@@ -318,6 +318,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  {member.name:<16} {member.status:<18} server {member.server_id or '-'}")
     for key in ("scale_up_url", "scale_down_url"):
         print(f"{key}: {report.outputs.get(key)}")
+    if report.alarms:
+        print("alarms:   " + ", ".join(f"{name} {state}" for name, state in report.alarms.items()))
     if report.events:
         print("last events:")
         out = ConsoleReporter(sys.stdout)

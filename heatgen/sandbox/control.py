@@ -128,10 +128,11 @@ def _say(progress: Progress | None, message: str) -> None:
 
 
 def _components(config: SandboxConfig) -> tuple[str, ...]:
-    return ("postgres", "keystone", "heat") if config.backend == "postgres" else (
+    base = ("postgres", "keystone", "heat") if config.backend == "postgres" else (
         "keystone",
         "heat",
     )
+    return (*base, "telemetry") if config.telemetry else base
 
 
 def _services(config: SandboxConfig, component: str) -> tuple[ServiceStatus, ...]:
@@ -139,6 +140,14 @@ def _services(config: SandboxConfig, component: str) -> tuple[ServiceStatus, ...
         return (ServiceStatus("keystone", config.keystone_port),)
     if component == "postgres":
         return (ServiceStatus("postgres", config.postgres_port),)
+    if component == "telemetry":
+        return (
+            ServiceStatus("gnocchi-api", config.gnocchi_port),
+            ServiceStatus("aodh-api", config.aodh_port),
+            ServiceStatus("gnocchi-metricd", None),
+            ServiceStatus("aodh-evaluator", None),
+            ServiceStatus("aodh-notifier", None),
+        )
     return (
         ServiceStatus("heat-api", config.heat_port),
         ServiceStatus("heat-api-cfn", config.cfn_port),
@@ -359,6 +368,8 @@ _PORT_FLAGS = {
     "heat-api": "--heat-port",
     "heat-api-cfn": "--cfn-port",
     "postgres": "--postgres-port",
+    "gnocchi-api": "--gnocchi-port",
+    "aodh-api": "--aodh-port",
 }
 
 
@@ -545,6 +556,28 @@ def _heat_round_trip(config: SandboxConfig, secrets: SandboxSecrets) -> Callable
     return ready
 
 
+def _start_telemetry(config: SandboxConfig, secrets: SandboxSecrets, deadline: float,
+                     progress: Progress | None) -> None:
+    """Gnocchi + Aodh in one more process, registered in Keystone (``up --telemetry``)."""
+    from heatgen.sandbox import telemetry
+    from heatgen.sandbox.identity import admin_session
+
+    _say(progress, "preparing telemetry (gnocchi, aodh) databases")
+    telemetry_secrets = telemetry.ensure_secrets(config)
+    telemetry.create_databases(config)
+    telemetry.write_configs(config, telemetry_secrets)
+    _run_module(config, "heatgen.sandbox.telemetry_process",
+                telemetry.process_args(config, "upgrade"), "telemetry-upgrade")
+    session = admin_session(config, secrets)
+    telemetry.ensure_identity(session, config, telemetry_secrets)
+    _say(progress, f"starting gnocchi on {HOST}:{config.gnocchi_port} and aodh on "
+                   f"{HOST}:{config.aodh_port}")
+    process = _spawn(config, "telemetry", telemetry.process_args(config, "serve"))
+    telemetry.wait_answering(config, _answers, lambda: process.poll() is None, deadline)
+    # A new session: the first one's token carries the catalog from before `metric` existed.
+    telemetry.ensure_gnocchi_objects(admin_session(config, secrets))
+
+
 def up(
     config: SandboxConfig, *, reset: bool = False, progress: Progress | None = None
 ) -> SandboxStatus:
@@ -617,6 +650,8 @@ def up(
         _say(progress, "waiting for a heatclient round trip")
         _wait_until(_heat_round_trip(config, secrets), heat, config, "heat", deadline,
                     interval=0.5)
+        if config.telemetry:
+            _start_telemetry(config, secrets, deadline, progress)
     except BaseException:
         down(config)
         raise

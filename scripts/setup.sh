@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Prepare a fresh machine: the Debian tools the payload checks use, and a virtualenv in .venv
+# Prepare a fresh machine: the Debian packages the tests use, and a virtualenv in .venv
 # holding heatgen with its sandbox and test extras. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(shellcheck cloud-init)
+# shellcheck, cloud-init and nftables check the boot payloads; PostgreSQL serves the sandbox's
+# `--backend postgres` and `--telemetry` (Gnocchi's indexer needs it).
+apt_packages=(shellcheck cloud-init nftables postgresql)
 missing=()
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v cloud-init >/dev/null 2>&1 || missing+=(cloud-init)
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 \
+  || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${missing[*]} from Debian" >&2

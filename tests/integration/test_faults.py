@@ -140,9 +140,9 @@ def _assert_cycles(steps: list[Any], runs: int, clouds: Clouds, minimum: float) 
 def test_deploy_scale_delete_with_20_percent_of_requests_failing(
     sandbox: Sandbox, clouds: Clouds
 ) -> None:
-    """3 cycles, each request failing with 20 % odds in one of the five ways."""
-    steps = _chaos_cycles(sandbox, clouds, "mixed", FAULT_KINDS, runs=3)
-    _assert_cycles(steps, 3, clouds, minimum=8 / 9)
+    """2 cycles, each request failing with 20 % odds in one of the five ways."""
+    steps = _chaos_cycles(sandbox, clouds, "mixed", FAULT_KINDS, runs=2)
+    _assert_cycles(steps, 2, clouds, minimum=5 / 6)
     assert set(clouds.proxied.faults()) >= {"500", "503", "drop", "lost"}
 
 

@@ -376,8 +376,13 @@ def outcome(code: int, err: str) -> str:
 
 
 def stacks_named(heat: Any, name: str) -> list[Any]:
-    """Every stack of that name Heat knows (not deleted), read without the proxy."""
-    return [s for s in heat.stacks.list(filters={"name": name}) if s.stack_name == name]
+    """Every stack of that name Heat knows (not deleted), read without the proxy.
+
+    Heat lists a stack for a moment after DELETE_COMPLETE, until its row is soft-deleted; such
+    a stack is gone, not a leftover.
+    """
+    return [s for s in heat.stacks.list(filters={"name": name})
+            if s.stack_name == name and s.stack_status != "DELETE_COMPLETE"]
 
 
 @dataclass

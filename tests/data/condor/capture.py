@@ -32,6 +32,8 @@ from pathlib import Path
 
 import classad2
 
+from heatgen.pool import STARTD_ATTRIBUTES
+
 HERE = Path(__file__).resolve().parent
 
 # Every snapshot is taken at NOW unless a scenario says otherwise: 2026-01-01T00:00:00Z.
@@ -44,22 +46,7 @@ VERSION = (
 PLATFORM = "$CondorPlatform: X86_64-Ubuntu_24.04 $"
 
 # What `heatgen.pool.SshPool` asks for: `condor_status -json -attributes <these>`.
-PROJECTION = (
-    "Activity",
-    "Cpus",
-    "DynamicSlot",
-    "EnteredCurrentActivity",
-    "EnteredCurrentState",
-    "HeatGenServerId",
-    "Machine",
-    "Memory",
-    "MyAddress",
-    "Name",
-    "NumDynamicSlots",
-    "PartitionableSlot",
-    "SlotType",
-    "State",
-)
+PROJECTION = STARTD_ATTRIBUTES
 
 WITHIN_RESOURCE_LIMITS = (
     "(MY.Cpus > 0 && TARGET.RequestCpus <= MY.Cpus && MY.Memory > 0 && "

@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.faultproxy import (  # noqa: E402
     FAULT_KINDS,
+    INTERRUPTIBLE_HEATGEN,
     Step,
     chaos,
     direct_clouds_yaml,
@@ -91,13 +92,24 @@ def kill_phase(config: Any, heat: Any, work: Path, kills: int, seed: int) -> lis
     run = runner(clouds)
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds), "OS_CLOUD": "heatgen-sandbox"}
     env.pop("HEATGEN_SANDBOX_DIR", None)
+    # Kill moments fall inside an undisturbed deploy's duration, measured first.
+    timing = thesis_site(work, "bench-kill-timing")
+    started = time.monotonic()
+    code, _, err = run(["deploy", str(timing)])
+    duration = time.monotonic() - started
+    run(["delete", str(timing), "--yes"])
+    if code != 0:
+        raise SystemExit(f"an undisturbed deploy failed: {outcome(code, err)}")
+    print(f"  an undisturbed deploy takes {duration:.1f} s; kills fall in "
+          f"0.5-{0.9 * duration:.1f} s", flush=True)
     results = []
     for index in range(kills):
         name = f"bench-kill-{index}"
         site = thesis_site(work, name)
         how = signal.SIGINT if index % 2 == 0 else signal.SIGKILL
-        after = rng.uniform(0.5, 14.0)
-        process = subprocess.Popen([*HEATGEN, "deploy", str(site)], env=env, cwd=REPO,
+        after = rng.uniform(0.5, 0.9 * duration)
+        process = subprocess.Popen([*INTERRUPTIBLE_HEATGEN, "deploy", str(site)], env=env,
+                                   cwd=REPO,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(after)
         process.send_signal(how)

@@ -28,6 +28,8 @@ from heatgen.render import RenderedGrid
 POLL_INTERVAL = 1.0
 # Tries of a create, update or delete whose failure was transient (each looks before retrying).
 WRITE_ATTEMPTS = 5
+DELETE_CANCELLED = "Stack DELETE cancelled"  # Heat's reason when a DELETE restarts
+CANCEL_GRACE = 15.0  # seconds a cancelled delete may take to show the next one
 STATUS_EVERY = 10.0  # seconds between safety-net reads of the stack while waiting
 WAIT_MARGIN = 600  # seconds on top of the master's wait_timeout for a whole create
 # Replacing any of these breaks the running pool: the plan must be confirmed with --yes.
@@ -128,6 +130,7 @@ def wait_for_stack(
     last_status = start
     finals = (f"{action}_COMPLETE", f"{action}_FAILED")
     stack: Stack | None = None
+    cancelled_at: float | None = None
     due = True  # read the stack on this poll
     while True:
         try:
@@ -151,6 +154,17 @@ def wait_for_stack(
                     raise StackFailed(f"stack {stack_id} disappeared while waiting for {action}")
                 if stack.status == f"{action}_COMPLETE":
                     return stack
+                if action == "DELETE" and stack.status == "DELETE_FAILED" \
+                        and stack.reason.startswith(DELETE_CANCELLED):
+                    # Another DELETE arrived: Heat cancelled this one and starts that one at
+                    # once. Only a cancelled delete that stays so is a failure.
+                    cancelled_at = clock.now() if cancelled_at is None else cancelled_at
+                    if clock.now() - cancelled_at < CANCEL_GRACE:
+                        due = True
+                        clock.sleep(POLL_INTERVAL)
+                        continue
+                else:
+                    cancelled_at = None
                 if stack.status == f"{action}_FAILED" or (stack.failed and not stack.in_progress):
                     raise StackFailed(describe_failure(stack, failed_resources(cloud, stack_id)))
         except CloudError as error:
@@ -453,6 +467,28 @@ def _update(
             current = cloud.get_stack(stack.id)
             if current is not None and current.status == "UPDATE_IN_PROGRESS":
                 report.note(f"Heat did start the update of {stack.name}; attaching to it")
+                return
+
+
+def _delete(cloud: Cloud, stack: Stack, report: Reporter, clock: Clock) -> None:
+    """Send the delete; after a failure whose outcome is unknown, look before sending again.
+
+    A second DELETE of a stack being deleted makes Heat cancel the running delete (the stack
+    turns DELETE_FAILED, "Stack DELETE cancelled") and start another, so a delete that did
+    land is attached to instead.
+    """
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            cloud.delete_stack(stack.id)
+            return
+        except CloudError as error:
+            if not getattr(error, "transient", False) or attempt == WRITE_ATTEMPTS:
+                raise
+            report.note(f"delete failed ({error}); checking whether Heat started it")
+            clock.sleep(min(2.0**attempt, 10.0))
+            current = cloud.get_stack(stack.id)
+            if current is None or current.status in ("DELETE_IN_PROGRESS", "DELETE_COMPLETE"):
+                report.note(f"Heat did start the delete of {stack.name}; attaching to it")
                 return
 
 
@@ -874,15 +910,11 @@ def delete(
         raise StackBusy(f"stack {stack.name} is busy ({stack.status}); delete it when it is done")
     clock = clock or Clock()
     marker = latest_event_id(cloud, stack.id)
-    for attempt in range(1, WRITE_ATTEMPTS + 1):
-        try:
-            cloud.delete_stack(stack.id)
-            break
-        except CloudError as error:
-            if not getattr(error, "transient", False) or attempt == WRITE_ATTEMPTS:
-                raise
-            report.note(f"delete failed ({error}); trying again")
-            clock.sleep(min(2.0**attempt, 10.0))
+    if stack.status == "DELETE_IN_PROGRESS":
+        # Another DELETE would make Heat cancel this one and start over: wait for it instead.
+        report.note(f"stack {stack.name} is already being deleted; waiting for it")
+    else:
+        _delete(cloud, stack, report, clock)
     report.note(f"deleting stack {site.site}")
     if not wait:
         return cloud.get_stack(stack.id)

@@ -35,6 +35,8 @@ class FakeStack:
     events: list[Event] = field(default_factory=list)
     resources: list[Resource] = field(default_factory=list)
     definition: Definition | None = None
+    restart_in: int | None = None  # polls until a cancelled delete starts over
+
 
 
 class FakeClock:
@@ -55,6 +57,7 @@ class FakeCloud:
         self.calls: list[tuple[str, Any]] = []
         self.failures: dict[str, list[Exception]] = {}
         self.create_lands_before_failure = False
+        self.delete_lands_before_failure = False
         self.polls = polls
         self.final = "COMPLETE"
         self.final_reason = ""
@@ -118,7 +121,13 @@ class FakeCloud:
         stack = self.stacks.get(stack_id)
         if stack is None:
             return None
-        if stack.status.endswith("_IN_PROGRESS"):
+        if stack.restart_in is not None:
+            if stack.restart_in > 0:
+                stack.restart_in -= 1
+            else:
+                stack.restart_in = None
+                self._begin(stack, "DELETE")
+        elif stack.status.endswith("_IN_PROGRESS"):
             if stack.polls_left > 0:
                 stack.polls_left -= 1
             else:
@@ -172,10 +181,21 @@ class FakeCloud:
 
     def delete_stack(self, stack_id: str) -> None:
         self.calls.append(("delete_stack", stack_id))
-        self._maybe_fail("delete_stack")
+        queue = self.failures.get("delete_stack")
+        if queue and not self.delete_lands_before_failure:
+            raise queue.pop(0)
         stack = self.stacks.get(stack_id)
         if stack is not None:
-            self._begin(stack, "DELETE")
+            if stack.status == "DELETE_IN_PROGRESS":
+                # Heat's convergence engine: a second DELETE cancels the running one (the
+                # stack shows DELETE_FAILED for a moment), then starts again.
+                stack.status, stack.reason = "DELETE_FAILED", "Stack DELETE cancelled"
+                self._event(stack, stack.name, stack.status, stack.reason)
+                stack.restart_in = 1
+            else:
+                self._begin(stack, "DELETE")
+        if queue:
+            raise queue.pop(0)
 
     def deployed_definition(self, stack_id: str) -> Definition:
         self.calls.append(("deployed_definition", stack_id))

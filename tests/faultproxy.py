@@ -30,6 +30,7 @@ import json
 import random
 import re
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -360,6 +361,16 @@ def thesis_site(directory: Path, name: str) -> Path:
     path = directory / f"{name}.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# `heatgen` with Ctrl-C working even when the caller runs in the background: a shell starts
+# background jobs with SIGINT ignored, and Python then never turns SIGINT into
+# KeyboardInterrupt, so a SIGINT test would silently test nothing.
+INTERRUPTIBLE_HEATGEN = [
+    sys.executable, "-c",
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from heatgen.cli import main; sys.exit(main(sys.argv[1:]))",
+]
 
 
 def outcome(code: int, err: str) -> str:

@@ -131,6 +131,48 @@ def test_create_that_never_landed_is_retried_once_more() -> None:
     assert len(cloud.stacks) == 1
 
 
+def test_lost_delete_response_is_not_sent_again() -> None:
+    cloud = FakeCloud()
+    cloud.add_stack("bergen-grid")
+    cloud.delete_lands_before_failure = True
+    cloud.fail("delete_stack", FakeTransient("delete the stack: connection aborted"))
+    report = Recorder()
+    assert lifecycle.delete(cloud, SITE, timeout=60, report=report, clock=FakeClock()) is None
+    assert cloud.names().count("delete_stack") == 1
+    assert any("Heat did start the delete of bergen-grid" in n for n in report.notes)
+
+
+def test_delete_of_a_stack_being_deleted_waits_for_that_delete() -> None:
+    cloud = FakeCloud()
+    cloud.add_stack("bergen-grid", status="DELETE_IN_PROGRESS")
+    report = Recorder()
+    assert lifecycle.delete(cloud, SITE, timeout=60, report=report, clock=FakeClock()) is None
+    assert "delete_stack" not in cloud.names()
+    assert any("already being deleted" in n for n in report.notes)
+
+
+def test_a_delete_cancelled_by_another_delete_is_waited_through() -> None:
+    cloud = FakeCloud()
+    stack = cloud.add_stack("bergen-grid")
+    cloud.delete_stack(stack.id)
+    cloud.delete_stack(stack.id)  # someone else's DELETE: Heat cancels ours, starts over
+    assert cloud.stacks[stack.id].status == "DELETE_FAILED"
+    report = Recorder()
+    assert lifecycle.wait_for_stack(cloud, stack.id, "DELETE", timeout=60, marker=None,
+                                    report=report, clock=FakeClock()) is None
+    assert "bergen-grid DELETE_FAILED" in report.events
+    assert not cloud.stacks
+
+
+def test_a_delete_that_stays_cancelled_fails() -> None:
+    cloud = FakeCloud()
+    stack = cloud.add_stack("bergen-grid", status="DELETE_FAILED")
+    stack.reason = "Stack DELETE cancelled"
+    with pytest.raises(StackFailed, match="DELETE_FAILED: Stack DELETE cancelled"):
+        lifecycle.wait_for_stack(cloud, stack.id, "DELETE", timeout=600, marker=None,
+                                 report=SilentReporter(), clock=FakeClock())
+
+
 def test_failed_create_names_the_failed_resources_nested_included() -> None:
     cloud = FakeCloud()
     cloud.final, cloud.final_reason = "FAILED", "Resource CREATE failed: WaitConditionTimeout"

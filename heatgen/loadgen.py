@@ -55,6 +55,8 @@ class LoadGenerator:
     archive_policy: str
     counters: dict[str, float] = field(default_factory=dict)
     progress: Progress | None = None
+    # Per-worker load for the next bucket (server id -> percent); ``percent`` when None.
+    percent_of: Callable[[str], float] | None = None
 
     def _say(self, message: str) -> None:
         if self.progress is not None:
@@ -119,10 +121,10 @@ class LoadGenerator:
 
     def push(self, when: datetime) -> int:
         """Advance every counter by one bucket and push it stamped ``when``."""
-        step = increment(self.percent, self.granularity, self.vcpus)
         batch: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for server_id in sorted(self.counters):
-            self.counters[server_id] += step
+            percent = self.percent if self.percent_of is None else self.percent_of(server_id)
+            self.counters[server_id] += increment(percent, self.granularity, self.vcpus)
             batch[server_id] = {
                 METRIC: [{"timestamp": when.isoformat(), "value": self.counters[server_id]}]
             }

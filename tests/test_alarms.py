@@ -100,3 +100,18 @@ def test_new_worker_starts_at_the_group_mean_and_gone_workers_end() -> None:
     gen.sync_members()
     assert gen.counters["c"] == step  # the mean, not 0
     assert "ended_at" in gnocchi.resources["a"]
+
+
+def test_per_worker_load_moves_each_counter_by_its_own_percentage() -> None:
+    gnocchi = FakeGnocchi()
+    load = {"a": 100.0, "b": 0.0}
+    gen = loadgen.LoadGenerator(
+        gnocchi=gnocchi, stack_id="S", project_id="P", user_id="U", workers=lambda: ["a", "b"],
+        granularity=60, vcpus=2, percent=50, archive_policy="p", percent_of=load.__getitem__,
+    )
+    gen.sync_members()
+    gen.push(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    assert gen.counters == {"a": loadgen.increment(100, 60, 2), "b": 0.0}
+    pushed = gnocchi.pushed[-1]
+    assert pushed["a"]["cpu"][0]["value"] == 1.2e11
+    assert pushed["b"]["cpu"][0]["value"] == 0.0

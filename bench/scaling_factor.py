@@ -9,7 +9,7 @@ scaling finishes). New workers take ``--boot-seconds`` before they run jobs; a r
 worker's running job goes back to the queue (Heat removes the oldest member). The result is
 the thesis's scaling factor: work time / wall time (the thesis measured 6.0 and 6.587 of 7).
 
-    python bench/scaling_factor.py examples/thesis.yaml [--jobs 70 --job-minutes 10]
+    python bench/scaling_factor.py examples/thesis.yaml [--jobs 72 --job-minutes 10]
 
 Tune ``autoscaling`` in the site file (steps, cooldown, thresholds, granularity) and compare.
 This is a model of the loop the sandbox runs for real (``tests/integration/test_telemetry.py``
@@ -35,6 +35,7 @@ IDLE_CPU = 2.0  # percent an idle HTCondor worker burns
 class Worker:
     ready_at: float
     job_left: float = 0.0  # seconds of work left in the running job, 0 = idle
+    free_at: float = 0.0  # idle until then after a job (HTCondor's fetch-and-upload gap)
 
     def cpu(self, now: float) -> float:
         if now < self.ready_at:
@@ -60,7 +61,7 @@ def simulate(*, jobs: int, job_seconds: float, min_size: int, max_size: int, des
              cpu_high: float, cpu_low: float, granularity: int, evaluation_periods: int,
              cooldown: int, up_step: int, down_step: int, low_alarm: bool,
              evaluation_interval: int, boot_seconds: float, update_seconds: float,
-             limit_seconds: float = 7 * 24 * 3600) -> Result:
+             between_seconds: float = 0.0, limit_seconds: float = 7 * 24 * 3600) -> Result:
     queue: deque[float] = deque([job_seconds] * jobs)
     workers = [Worker(ready_at=0.0) for _ in range(desired)]
     buckets: list[float] = []
@@ -75,7 +76,8 @@ def simulate(*, jobs: int, job_seconds: float, min_size: int, max_size: int, des
     step = 1.0
     while (queue or any(w.job_left > 0 for w in workers)) and now < limit_seconds:
         for worker in workers:
-            if worker.ready_at <= now and worker.job_left <= 0 and queue:
+            if worker.ready_at <= now and worker.job_left <= 0 and worker.free_at <= now \
+                    and queue:
                 worker.job_left = queue.popleft()
         ready = [w for w in workers if w.ready_at <= now]
         if ready:
@@ -111,6 +113,8 @@ def simulate(*, jobs: int, job_seconds: float, min_size: int, max_size: int, des
         for worker in workers:
             if worker.ready_at <= now and worker.job_left > 0:
                 worker.job_left -= step
+                if worker.job_left <= 0:
+                    worker.free_at = now + step + between_seconds
         now += step
     return Result(now, jobs * job_seconds, peak, ups, downs, lost)
 
@@ -119,10 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("site", type=Path, nargs="?",
                         default=Path(__file__).resolve().parents[1] / "examples" / "thesis.yaml")
-    parser.add_argument("--jobs", type=int, default=70, help="jobs in the queue (default 70)")
+    parser.add_argument("--jobs", type=int, default=72,
+                        help="jobs in the queue (default 72, as in the thesis)")
     parser.add_argument("--job-minutes", type=float, default=10.0,
-                        help="CPU minutes per job (default 10: 70 jobs keep 7 workers busy "
-                        "for 100 min)")
+                        help="CPU minutes per job (default 10: 72 jobs keep 7 workers busy "
+                        "for ~100 min)")
     parser.add_argument("--max", type=int, default=7, help="workers.max for the run (default 7)")
     parser.add_argument("--evaluation-interval", type=int, default=60,
                         help="Aodh evaluation interval in s (default 60, Aodh's default)")
@@ -130,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="new worker to running jobs (default 180)")
     parser.add_argument("--update-seconds", type=float, default=10.0,
                         help="Heat's group update after a signal (default 10)")
+    parser.add_argument("--between-seconds", type=float, default=20.0,
+                        help="gap between two jobs on a worker (default 20, the thesis's "
+                        "measured fetch-and-upload overhead)")
     args = parser.parse_args(argv)
     site = load_site(args.site)
     scaling = site.autoscaling
@@ -141,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         up_step=scaling.scale_up_step, down_step=scaling.scale_down_step,
         low_alarm=scaling.scale_in is ScaleIn.ALARM,
         evaluation_interval=args.evaluation_interval, boot_seconds=args.boot_seconds,
-        update_seconds=args.update_seconds,
+        update_seconds=args.update_seconds, between_seconds=args.between_seconds,
     )
     print(f"site {site.site}: step +{scaling.scale_up_step}/-{scaling.scale_down_step}, "
           f"cooldown {scaling.cooldown} s, granularity {scaling.granularity} s x "

@@ -256,7 +256,7 @@ def report(args: argparse.Namespace, site: Any, queue: Queue, sizes: list[tuple[
         up_step=scaling.scale_up_step, down_step=scaling.scale_down_step,
         low_alarm=scaling.scale_in is ScaleIn.ALARM,
         evaluation_interval=telemetry.EVALUATION_INTERVAL, boot_seconds=args.boot_seconds,
-        update_seconds=10.0,
+        update_seconds=10.0, between_seconds=args.between_seconds,
     )
     print("\ngroup size over time: " + ", ".join(f"{t:.0f} s: {n}" for t, n in sizes))
     print(f"work {work / 60:.0f} min in {wall / 60:.1f} min of wall time; peak {peak} workers "
@@ -266,8 +266,7 @@ def report(args: argparse.Namespace, site: Any, queue: Queue, sizes: list[tuple[
         print(f"back at min ({site.workers.min}) {to_min:.0f} s after the queue emptied "
               "(thesis: 19 min)")
     print(f"scaling factor {work / wall:.3f} of {args.max} (thesis: 6.0 and 6.587 of 7); "
-          f"the model (bench/scaling_factor.py, no gap between jobs) predicts "
-          f"{model.factor:.3f}")
+          f"bench/scaling_factor.py's model predicts {model.factor:.3f} for the same run")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
+from scaling_factor import simulate  # noqa: E402
 from scaling_sandbox import Queue, main  # noqa: E402
 
 
@@ -64,3 +65,24 @@ def test_a_site_the_sandbox_cannot_measure_is_refused(tmp_path: Path,
     assert main([str(site)]) == 2
     err = capsys.readouterr().err
     assert "slow.yaml: autoscaling" in err and "granularity 300" in err
+
+
+def _model(**changes: float) -> float:
+    settings = dict(jobs=20, job_seconds=600, min_size=1, max_size=7, desired=1, cpu_high=50,
+                    cpu_low=10, granularity=60, evaluation_periods=1, cooldown=60, up_step=1,
+                    down_step=1, low_alarm=True, evaluation_interval=60, boot_seconds=180,
+                    update_seconds=10)
+    settings.update(changes)
+    return simulate(**settings).factor  # type: ignore[arg-type]
+
+
+def test_the_model_without_scaling_is_one_worker_minus_the_gaps() -> None:
+    assert _model(max_size=1) == pytest.approx(1.0, abs=0.01)
+    assert _model(max_size=1, between_seconds=60) == pytest.approx(600 / 660, abs=0.01)
+
+
+def test_the_model_scales_up_and_bigger_steps_scale_faster() -> None:
+    one = _model()
+    assert 1.5 < one < 7
+    assert _model(up_step=3) > one
+    assert _model(cooldown=600) < one

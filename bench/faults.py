@@ -165,10 +165,16 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=20, help="killed deploys (default 20)")
     parser.add_argument("--per-kind", action="store_true",
                         help="one phase per fault kind instead of one mixed phase")
+    parser.add_argument("--kinds", default=",".join(FAULT_KINDS),
+                        help=f"with --per-kind: which kinds (default {','.join(FAULT_KINDS)})")
     parser.add_argument("--jobs", type=int, default=3, help="cycles run at once (default 3)")
     parser.add_argument("--seed", type=int, default=2017)
     parser.add_argument("--state-dir", type=Path, help="a running sandbox to use")
     args = parser.parse_args()
+    unknown = set(args.kinds.split(",")) - set(FAULT_KINDS)
+    if unknown:
+        parser.error(f"--kinds: unknown {', '.join(sorted(unknown))} (known: "
+                     f"{', '.join(FAULT_KINDS)})")
 
     from heatclient import client as heat_client
 
@@ -193,7 +199,7 @@ def main() -> int:
         try:
             heat = heat_client.Client("1", session=control.session(config))
             started = time.monotonic()
-            phases = [(k, (k,)) for k in FAULT_KINDS] if args.per_kind else \
+            phases = [(k, (k,)) for k in args.kinds.split(",")] if args.per_kind else \
                 [("mixed", FAULT_KINDS)]
             all_steps: dict[str, list[Step]] = {}
             for label, kinds in phases:

@@ -27,7 +27,7 @@ from heatgen.render import RenderedGrid
 
 POLL_INTERVAL = 1.0
 # Tries of a create, update or delete whose failure was transient (each looks before retrying).
-WRITE_ATTEMPTS = 5
+WRITE_ATTEMPTS = 8
 DELETE_CANCELLED = "Stack DELETE cancelled"  # Heat's reason when a DELETE restarts
 CANCEL_GRACE = 15.0  # seconds a cancelled delete may take to show the next one
 STATUS_EVERY = 10.0  # seconds between safety-net reads of the stack while waiting

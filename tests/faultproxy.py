@@ -392,8 +392,18 @@ def stacks_named(heat: Any, name: str) -> list[Any]:
     Heat lists a stack for a moment after DELETE_COMPLETE, until its row is soft-deleted; such
     a stack is gone, not a leftover.
     """
-    return [s for s in heat.stacks.list(filters={"name": name})
-            if s.stack_name == name and s.stack_status != "DELETE_COMPLETE"]
+    from keystoneauth1 import exceptions as ks_exc
+
+    for attempt in range(5):
+        try:
+            listed = list(heat.stacks.list(filters={"name": name}))
+            break
+        except ks_exc.ConnectFailure:
+            # The server closed an idle keep-alive connection just as it was reused.
+            if attempt == 4:
+                raise
+            time.sleep(1)
+    return [s for s in listed if s.stack_name == name and s.stack_status != "DELETE_COMPLETE"]
 
 
 @dataclass

@@ -123,15 +123,12 @@ def main() -> int:
     args = parser.parse_args()
 
     from heatgen.sandbox import control
-    from heatgen.sandbox.settings import free_loopback_ports
-    from heatgen.sandbox.settings import SandboxConfig, resolve_config
+    from heatgen.sandbox.settings import on_free_ports, resolve_config
 
     work = Path(tempfile.mkdtemp(prefix="heatgen-bench-"))
     own = args.state_dir is None
     if own:
-        k, h, c = free_loopback_ports(3)
-        config = SandboxConfig(state_dir=work / "sandbox", keystone_port=k, heat_port=h,
-                               cfn_port=c)
+        config = on_free_ports(work / "sandbox")
         control.up(config)
     else:
         config = resolve_config(args.state_dir)

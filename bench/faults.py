@@ -179,7 +179,7 @@ def main() -> int:
     from heatclient import client as heat_client
 
     from heatgen.sandbox import control
-    from heatgen.sandbox.settings import SandboxConfig, resolve_config
+    from heatgen.sandbox.settings import on_free_ports, resolve_config
 
     with tempfile.TemporaryDirectory(prefix="heatgen-faults-") as tmp:
         work = Path(tmp)
@@ -187,12 +187,7 @@ def main() -> int:
             config = resolve_config(str(args.state_dir))
             owned = False
         else:
-            sys.path.insert(0, str(REPO / "tests"))
-            from tests.integration.conftest import free_ports
-
-            ports = free_ports(3)
-            config = SandboxConfig(state_dir=work / "sandbox", keystone_port=ports[0],
-                                   heat_port=ports[1], cfn_port=ports[2])
+            config = on_free_ports(work / "sandbox")
             print(f"starting a sandbox in {config.state_dir}", flush=True)
             control.up(config)
             owned = True

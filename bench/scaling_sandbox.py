@@ -139,17 +139,13 @@ def bench_site(source: Path, work: Path, max_size: int) -> Path:
 
 def start_sandbox(work: Path) -> Any:
     from heatgen.sandbox import control
-    from heatgen.sandbox.settings import SandboxConfig, free_loopback_ports
+    from heatgen.sandbox.settings import on_free_ports
 
     state = work / "sandbox"
     state.mkdir()
     work.chmod(0o711)  # as root PostgreSQL runs as its own user and must reach its cluster
     state.chmod(0o711)
-    ks, heat, cfn, pg, gn, ao = free_loopback_ports(6)
-    config = SandboxConfig(
-        state_dir=state, keystone_port=ks, heat_port=heat, cfn_port=cfn, backend="postgres",
-        postgres_port=pg, telemetry=True, gnocchi_port=gn, aodh_port=ao, start_timeout=300,
-    )
+    config = on_free_ports(state, telemetry=True, start_timeout=300)
     started = control.up(config)
     print(f"telemetry sandbox up in {started.startup_seconds:.0f} s", flush=True)
     return config

@@ -116,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parameter = args.count_parameter or ("worker_desired" if args.template else "worker_count")
 
     from heatgen.sandbox import control
-    from heatgen.sandbox.settings import free_loopback_ports
-    from heatgen.sandbox.settings import SandboxConfig, resolve_config
+    from heatgen.sandbox.settings import on_free_ports, resolve_config
 
     temporary: Path | None = None
     if args.state_dir:
@@ -127,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         startup = None
     else:
         temporary = Path(tempfile.mkdtemp(prefix="heatgen-soak-"))
-        keystone_port, heat_port, cfn_port = free_loopback_ports(3)
-        config = SandboxConfig(state_dir=temporary, keystone_port=keystone_port,
-                               heat_port=heat_port, cfn_port=cfn_port)
+        config = on_free_ports(temporary)
         startup = control.up(config).startup_seconds
     try:
         inputs = load_stack_inputs(args.template)

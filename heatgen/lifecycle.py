@@ -422,74 +422,83 @@ def _deadline(site: Site, timeout: float | None) -> float:
     return timeout if timeout is not None else float(site.wait_timeout + WAIT_MARGIN)
 
 
+def _send_looking_first(
+    what: str, send: Callable[[], str], look: Callable[[], str | None], report: Reporter,
+    clock: Clock,
+) -> str:
+    """Send a write; after a transient failure (its outcome unknown), look before sending again.
+
+    ``look`` returns what ``send`` would have (a stack id) if the write did land, else None.
+    """
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            return send()
+        except CloudError as error:
+            if not getattr(error, "transient", False) or attempt == WRITE_ATTEMPTS:
+                raise
+            report.note(f"{what} failed ({error}); checking whether Heat did it")
+            clock.sleep(min(2.0**attempt, 10.0))
+            landed = look()
+            if landed is not None:
+                return landed
+    raise AssertionError("unreachable")
+
+
 def _create(
     cloud: Cloud, fields: Mapping[str, Any], name: str, report: Reporter, clock: Clock
 ) -> str:
-    """Create the stack; after a failure whose outcome is unknown, look before trying again.
+    """Create the stack. A create is never issued while a stack of that name exists, so one
+    grid is never made twice."""
 
-    A create is never issued while a stack of that name exists, so one grid is never made twice.
-    """
-    attempts = WRITE_ATTEMPTS
-    for attempt in range(1, attempts + 1):
-        try:
-            return cloud.create_stack(fields)
-        except CloudError as error:
-            if not getattr(error, "transient", False) or attempt == attempts:
-                raise
-            report.note(f"create failed ({error}); checking whether Heat made the stack")
-            clock.sleep(min(2.0**attempt, 10.0))
-            found = cloud.find_stack(name)
-            if found is not None:
-                report.note(f"Heat did make stack {name} ({found.status}); attaching to it")
-                return found.id
-    raise AssertionError("unreachable")
+    def look() -> str | None:
+        found = cloud.find_stack(name)
+        if found is None:
+            return None
+        report.note(f"Heat did make stack {name} ({found.status}); attaching to it")
+        return found.id
+
+    return _send_looking_first("create", lambda: cloud.create_stack(fields), look, report, clock)
+
+
+def _started(cloud: Cloud, stack: Stack, action: str, report: Reporter,
+             done: tuple[str, ...] = ()) -> Callable[[], str | None]:
+    def look() -> str | None:
+        current = cloud.get_stack(stack.id)
+        if (current is None and action == "DELETE") or (
+            current is not None and current.status in (f"{action}_IN_PROGRESS", *done)
+        ):
+            report.note(f"Heat did start the {action.lower()} of {stack.name}; attaching to it")
+            return stack.id
+        return None
+
+    return look
 
 
 def _update(
     cloud: Cloud, stack: Stack, fields: Mapping[str, Any], patch: bool, report: Reporter,
     clock: Clock,
 ) -> None:
-    """Send an update; after a failure whose outcome is unknown, look before sending again.
+    """Send an update. Sending the same update twice is harmless (it converges to the same
+    definition), but an update that did land is attached to rather than queued behind."""
 
-    Sending the same update twice is harmless (it converges to the same definition), but an
-    update that did land is attached to rather than queued behind.
-    """
-    attempts = WRITE_ATTEMPTS
-    for attempt in range(1, attempts + 1):
-        try:
-            cloud.update_stack(stack.id, fields, patch=patch)
-            return
-        except CloudError as error:
-            if not getattr(error, "transient", False) or attempt == attempts:
-                raise
-            report.note(f"update failed ({error}); checking whether Heat started it")
-            clock.sleep(min(2.0**attempt, 10.0))
-            current = cloud.get_stack(stack.id)
-            if current is not None and current.status == "UPDATE_IN_PROGRESS":
-                report.note(f"Heat did start the update of {stack.name}; attaching to it")
-                return
+    def send() -> str:
+        cloud.update_stack(stack.id, fields, patch=patch)
+        return stack.id
+
+    _send_looking_first("update", send, _started(cloud, stack, "UPDATE", report), report, clock)
 
 
 def _delete(cloud: Cloud, stack: Stack, report: Reporter, clock: Clock) -> None:
-    """Send the delete; after a failure whose outcome is unknown, look before sending again.
+    """Send the delete. A second DELETE of a stack being deleted makes Heat cancel the running
+    delete (the stack turns DELETE_FAILED, "Stack DELETE cancelled") and start another, so a
+    delete that did land is attached to instead."""
 
-    A second DELETE of a stack being deleted makes Heat cancel the running delete (the stack
-    turns DELETE_FAILED, "Stack DELETE cancelled") and start another, so a delete that did
-    land is attached to instead.
-    """
-    for attempt in range(1, WRITE_ATTEMPTS + 1):
-        try:
-            cloud.delete_stack(stack.id)
-            return
-        except CloudError as error:
-            if not getattr(error, "transient", False) or attempt == WRITE_ATTEMPTS:
-                raise
-            report.note(f"delete failed ({error}); checking whether Heat started it")
-            clock.sleep(min(2.0**attempt, 10.0))
-            current = cloud.get_stack(stack.id)
-            if current is None or current.status in ("DELETE_IN_PROGRESS", "DELETE_COMPLETE"):
-                report.note(f"Heat did start the delete of {stack.name}; attaching to it")
-                return
+    def send() -> str:
+        cloud.delete_stack(stack.id)
+        return stack.id
+
+    look = _started(cloud, stack, "DELETE", report, done=("DELETE_COMPLETE",))
+    _send_looking_first("delete", send, look, report, clock)
 
 
 def desired_for_update(site: Site, stack: Stack) -> int:

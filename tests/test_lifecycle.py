@@ -281,6 +281,26 @@ def test_scale_is_a_patch_of_only_the_capacity() -> None:
                       "patch": True}
 
 
+def test_scale_whose_patch_failed_looks_then_sends_it_again() -> None:
+    cloud = FakeCloud()
+    cloud.add_stack("bergen-grid", worker_desired="1")
+    cloud.fail("update_stack", *[FakeTransient("update the stack: HTTP 503")] * 7)
+    report = Recorder()
+    result = scale(cloud, SITE, ScaleRequest(workers=3), report, clock=FakeClock())
+    assert result.action == "scaled"
+    assert cloud.names().count("update_stack") == 8
+    assert sum("checking whether Heat did it" in n for n in report.notes) == 7
+
+
+def test_scale_gives_up_after_eight_failed_patches_with_the_error() -> None:
+    cloud = FakeCloud()
+    cloud.add_stack("bergen-grid", worker_desired="1")
+    cloud.fail("update_stack", *[FakeTransient("update the stack: HTTP 503")] * 8)
+    with pytest.raises(FakeTransient, match="HTTP 503"):
+        scale(cloud, SITE, ScaleRequest(workers=3), SilentReporter(), clock=FakeClock())
+    assert cloud.names().count("update_stack") == 8
+
+
 def test_busy_stack_is_refused_or_queued() -> None:
     cloud = FakeCloud()
     stack = cloud.add_stack("bergen-grid", status="UPDATE_IN_PROGRESS")

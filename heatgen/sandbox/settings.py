@@ -280,3 +280,17 @@ def free_loopback_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def on_free_ports(state_dir: Path, *, backend: Backend = "sqlite", telemetry: bool = False,
+                  **extra: Any) -> SandboxConfig:
+    """A sandbox in ``state_dir`` on loopback ports nothing listens on now (tests, benches).
+
+    ``telemetry`` implies PostgreSQL (Gnocchi's indexer needs it).
+    """
+    backend = "postgres" if telemetry else backend
+    ks, heat, cfn, pg, gnocchi, aodh = free_loopback_ports(6)
+    return SandboxConfig(
+        state_dir=state_dir, keystone_port=ks, heat_port=heat, cfn_port=cfn, backend=backend,
+        postgres_port=pg, telemetry=telemetry, gnocchi_port=gnocchi, aodh_port=aodh, **extra,
+    )

@@ -61,15 +61,9 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     from heatclient import client as heat_client
 
     from heatgen.sandbox import control
-    from heatgen.sandbox.settings import SandboxConfig
+    from heatgen.sandbox.settings import on_free_ports
 
-    keystone_port, heat_port, cfn_port = free_ports(3)
-    config = SandboxConfig(
-        state_dir=tmp_path_factory.mktemp("sandbox"),
-        keystone_port=keystone_port,
-        heat_port=heat_port,
-        cfn_port=cfn_port,
-    )
+    config = on_free_ports(tmp_path_factory.mktemp("sandbox"))
     started = control.up(config)
     try:
         session = control.session(config)

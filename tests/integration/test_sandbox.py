@@ -19,7 +19,7 @@ import yaml
 from heatgen.errors import ExitStatus
 from heatgen.sandbox import control, exercise
 from heatgen.sandbox.master import HANDLE_TYPE, MASTER_HANDLE, signal_master
-from heatgen.sandbox.settings import CLOUD_NAME, SandboxConfig
+from heatgen.sandbox.settings import CLOUD_NAME, SandboxConfig, on_free_ports
 from tests.integration.conftest import Sandbox, free_ports, sandbox_installed
 
 pytestmark = pytest.mark.sandbox
@@ -241,13 +241,9 @@ def test_postgres_backend_runs_a_cycle_and_restarts() -> None:
 
     from tests.integration.conftest import SANDBOX_ENVIRONMENT, SMALL_GRID
 
-    keystone_port, heat_port, cfn_port, pg_port = free_ports(4)
     # As root the server runs as `postgres`, which cannot enter pytest's private tmp_path.
     state_dir = Path(tempfile.mkdtemp(prefix="heatgen-pg-"))
-    config = SandboxConfig(
-        state_dir=state_dir, backend="postgres", keystone_port=keystone_port,
-        heat_port=heat_port, cfn_port=cfn_port, postgres_port=pg_port,
-    )
+    config = on_free_ports(state_dir, backend="postgres")
     try:
         started = control.up(config)
         assert [p.name for p in started.processes] == ["postgres", "keystone", "heat"]

@@ -178,3 +178,12 @@ def test_sandbox_cli_import_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_on_free_ports_gives_distinct_ports_and_telemetry_brings_postgres(tmp_path: Path) -> None:
+    config = settings.on_free_ports(tmp_path, telemetry=True, start_timeout=300)
+    ports = [config.keystone_port, config.heat_port, config.cfn_port, config.postgres_port,
+             config.gnocchi_port, config.aodh_port]
+    assert len(set(ports)) == 6
+    assert (config.backend, config.telemetry, config.start_timeout) == ("postgres", True, 300)
+    assert settings.on_free_ports(tmp_path).backend == "sqlite"

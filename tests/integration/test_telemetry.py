@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import REPO, free_ports, sandbox_installed
+from tests.integration.conftest import REPO, sandbox_installed
 
 pytestmark = pytest.mark.sandbox
 
@@ -45,17 +45,13 @@ def telemetry_sandbox() -> Iterator[Any]:
     if not _postgres_installed():
         pytest.skip("needs PostgreSQL (apt-get install postgresql)")
     from heatgen.sandbox import control
-    from heatgen.sandbox.settings import SandboxConfig
+    from heatgen.sandbox.settings import on_free_ports
 
     # Not under pytest's basetemp: pytest keeps that 0700, and as root the server runs as
     # the postgres user, which must traverse to its cluster.
     state = Path(tempfile.mkdtemp(prefix="heatgen-telemetry-"))
     state.chmod(0o711)
-    ks, heat, cfn, pg, gn, ao = free_ports(6)
-    config = SandboxConfig(
-        state_dir=state, keystone_port=ks, heat_port=heat, cfn_port=cfn, backend="postgres",
-        postgres_port=pg, telemetry=True, gnocchi_port=gn, aodh_port=ao, start_timeout=300,
-    )
+    config = on_free_ports(state, telemetry=True, start_timeout=300)
     started = control.up(config)
     print(f"\ntelemetry sandbox ready in {started.startup_seconds:.1f} s, "
           f"RSS {started.rss_bytes / 2**20:.0f} MiB")

@@ -179,10 +179,10 @@ def run(args: argparse.Namespace, work: Path, config: Any) -> int:
 def quietly(cli: Any, argv: list[str]) -> int:
     """Run a heatgen command showing only its last line, or all of it when it fails."""
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         code = int(cli(argv))
     lines = out.getvalue().splitlines()
-    shown = lines if code else [line for line in lines if "COMPLETE in" in line][-1:]
+    shown = lines if code else [line for line in lines if line.startswith("stack ")][-1:]
     print("\n".join(f"heatgen {argv[0]}: {line}" for line in shown), flush=True)
     return code
 

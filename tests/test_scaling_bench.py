@@ -11,7 +11,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
 from scaling_factor import simulate  # noqa: E402
-from scaling_sandbox import Queue, main  # noqa: E402
+from scaling_sandbox import Queue, main, quietly  # noqa: E402
 
 
 def test_members_boot_then_work_off_the_queue_with_a_gap_between_jobs() -> None:
@@ -86,3 +86,18 @@ def test_the_model_scales_up_and_bigger_steps_scale_faster() -> None:
     assert 1.5 < one < 7
     assert _model(up_step=3) > one
     assert _model(cooldown=600) < one
+
+
+def test_heatgen_commands_in_the_bench_show_one_line_unless_they_fail(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    def cli(argv: list[str]) -> int:
+        print("  2026-01-01 00:00:00  master  CREATE_COMPLETE", file=sys.stderr)
+        print("stack scaling-bench CREATE_COMPLETE in 9.5 s")
+        print("worker_count: 1")
+        return 0 if argv[0] == "deploy" else 4
+
+    assert quietly(cli, ["deploy"]) == 0
+    shown = capsys.readouterr().out
+    assert shown == "heatgen deploy: stack scaling-bench CREATE_COMPLETE in 9.5 s\n"
+    assert quietly(cli, ["delete"]) == 4
+    assert capsys.readouterr().out.count("heatgen delete: ") == 3

@@ -559,12 +559,12 @@ def _heat_round_trip(config: SandboxConfig, secrets: SandboxSecrets) -> Callable
 def _start_telemetry(config: SandboxConfig, secrets: SandboxSecrets, deadline: float,
                      progress: Progress | None) -> None:
     """Gnocchi + Aodh in one more process, registered in Keystone (``up --telemetry``)."""
-    from heatgen.sandbox import telemetry
+    from heatgen.sandbox import postgres, telemetry
     from heatgen.sandbox.identity import admin_session
 
     _say(progress, "preparing telemetry (gnocchi, aodh) databases")
     telemetry_secrets = telemetry.ensure_secrets(config)
-    telemetry.create_databases(config)
+    postgres.create_databases(config, telemetry.DATABASES)
     telemetry.write_configs(config, telemetry_secrets)
     _run_module(config, "heatgen.sandbox.telemetry_process",
                 telemetry.process_args(config, "upgrade"), "telemetry-upgrade")

@@ -140,20 +140,20 @@ def start(config: SandboxConfig, deadline: float) -> None:
                   "-t", str(wait), "-o", options], timeout=wait + 10)
     pid = (cluster / "postmaster.pid").read_text(encoding="ascii").split()[0]
     config.pid_file("postgres").write_text(f"{pid}\n", encoding="ascii")
-    _create_databases(config)
+    create_databases(config)
 
 
-def _create_databases(config: SandboxConfig) -> None:
+def create_databases(config: SandboxConfig, names: tuple[str, ...] = DATABASES) -> None:
+    """The databases ``names`` that do not exist yet, owned by the sandbox's user."""
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(
-        f"{driver()}://{DB_USER}@{HOST}:{config.postgres_port}/postgres",
-        isolation_level="AUTOCOMMIT",
+        database_url(config, "postgres"), isolation_level="AUTOCOMMIT"
     )
     try:
         with engine.connect() as conn:
             present = {row[0] for row in conn.exec_driver_sql("SELECT datname FROM pg_database")}
-            for name in DATABASES:
+            for name in names:
                 if name not in present:
                     conn.exec_driver_sql(f'CREATE DATABASE "{name}" OWNER "{DB_USER}"')
     finally:

@@ -197,24 +197,6 @@ def _gnocchi_database_url(config: SandboxConfig) -> str:
     return postgres.database_url(config, "gnocchi")
 
 
-def create_databases(config: SandboxConfig) -> None:
-    import sqlalchemy
-
-    from heatgen.sandbox import postgres
-
-    engine = sqlalchemy.create_engine(
-        postgres.database_url(config, "postgres"), isolation_level="AUTOCOMMIT"
-    )
-    try:
-        with engine.connect() as conn:
-            present = {row[0] for row in conn.exec_driver_sql("SELECT datname FROM pg_database")}
-            for name in DATABASES:
-                if name not in present:
-                    conn.exec_driver_sql(f'CREATE DATABASE "{name}" OWNER "{postgres.DB_USER}"')
-    finally:
-        engine.dispose()
-
-
 # --- identity ----------------------------------------------------------------------------
 
 

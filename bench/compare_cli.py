@@ -62,19 +62,20 @@ class MasterPlayer(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        from heatgen.lifecycle import SandboxMaster, SilentReporter
+        from heatgen.ops.report import SilentReporter
+        from heatgen.sandbox.master import SandboxMaster
 
         player = SandboxMaster(self.cloud, SilentReporter())
         deadline = time.monotonic() + 300
         while not self.done.is_set() and not player.signalled and time.monotonic() < deadline:
-            stack = self.cloud.find_stack(self.name)
+            stack = self.cloud.get_stack(self.name)
             if stack is not None and stack.in_progress:
                 player.attach(stack.id)
             time.sleep(0.2)
 
 
 def final_event_epoch(cloud: Any, name: str) -> float | None:
-    stack = cloud.find_stack(name)
+    stack = cloud.get_stack(name)
     if stack is None:
         return None
     events = [e for e in cloud.events(stack.id, after=None) or [] if e.physical_id == stack.id]
@@ -143,7 +144,7 @@ def main() -> int:
 def measure(args: argparse.Namespace, config: Any, work: Path) -> int:
     from heatclient import client as heat_client
 
-    from heatgen import osclient
+    from heatgen.cloud.connect import SANDBOX_CLOUD, open_cloud
     from heatgen.sandbox import control
 
     clouds = work / "clouds.yaml"
@@ -151,10 +152,10 @@ def measure(args: argparse.Namespace, config: Any, work: Path) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     env["OS_CLIENT_CONFIG_FILE"] = str(clouds)
     os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)
-    cloud = osclient.OpenStackCloud(osclient.connect(osclient.SANDBOX_CLOUD))
+    cloud = open_cloud(SANDBOX_CLOUD).cloud
     heat = heat_client.Client("1", session=cloud.connection.session)
     sandbox_env = REPO / "environments" / "sandbox.yaml"
-    cloud_arg = ["--os-cloud", osclient.SANDBOX_CLOUD]
+    cloud_arg = ["--os-cloud", SANDBOX_CLOUD]
 
     times: dict[tuple[str, str], list[float]] = {}
     lags: dict[tuple[str, str], list[float]] = {}

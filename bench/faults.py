@@ -118,8 +118,8 @@ def kill_phase(config: Any, heat: Any, work: Path, kills: int, seed: int) -> lis
         except subprocess.TimeoutExpired:
             process.kill()
             _, err = process.communicate()
-        killed = outcome(process.returncode if process.returncode >= 0 else 128 - process.returncode,
-                         err)
+        code = process.returncode
+        killed = outcome(code if code >= 0 else 128 - code, err)
         code, _, err2 = run(["deploy", str(site), "--timeout", "300"])
         found = stacks_named(heat, name)
         problems = []

@@ -100,13 +100,13 @@ def growth(runs: int) -> None:
     print(f"2. growth, in one process ({runs} runs, medians)")
     print(f"   {'sites':>6} {'total ms':>9} {'ms per site':>12}")
     for count in (1, 10, 100):
-        seconds = in_process(lambda: sites(count), max(3, runs // 2))
+        seconds = in_process(lambda count=count: sites(count), max(3, runs // 2))
         print(f"   {count:>6} {seconds * 1000:>9.1f} {seconds * 1000 / count:>12.2f}")
     print(f"   {'lines':>6} {'total ms':>9} {'ms per line':>12}   (condor.extra_config)")
     for count in (1, 10, 100):
         condor = dict(base["condor"], extra_config=[f"KNOB_{i} = {i}" for i in range(count)])
         site = validate_site(dict(base, condor=condor), "bench")
-        seconds = in_process(lambda: render_site(site), runs)
+        seconds = in_process(lambda site=site: render_site(site), runs)
         print(f"   {count:>6} {seconds * 1000:>9.1f} {seconds * 1000 / count:>12.3f}")
 
 

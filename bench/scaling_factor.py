@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from heatgen.config import ScaleIn, load_site  # noqa: E402
+from heatgen.config import ScaleIn, load_site
 
 IDLE_CPU = 2.0  # percent an idle HTCondor worker burns
 

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +152,8 @@ def start_sandbox(work: Path) -> Any:
 
 
 def run(args: argparse.Namespace, work: Path, config: Any) -> int:
-    from heatgen import loadgen
     from heatgen.cli import main as cli
+    from heatgen.sandbox import loadgen
 
     os.environ["HEATGEN_SANDBOX_DIR"] = str(config.state_dir)
     for name in ("OS_CLOUD", "OS_AUTH_URL"):
@@ -223,7 +223,7 @@ def experiment(args: argparse.Namespace, site: Any, site_path: Path, config: Any
             break
         if now >= next_push:
             generator.sync_members()
-            generator.push(datetime.fromtimestamp(now, timezone.utc))
+            generator.push(datetime.fromtimestamp(now, UTC))
             next_push = loadgen.next_bucket(now, site.autoscaling.granularity, PUSH_OFFSET)
         if now - start > args.timeout:
             print(f"timed out after {args.timeout:.0f} s with {queue.completed}/{args.jobs} "

@@ -28,7 +28,9 @@ DEFAULT_TEMPLATE = REPO / "tests" / "integration" / "data" / "small-grid.yaml"
 SANDBOX_ENVIRONMENT = REPO / "environments" / "sandbox.yaml"
 
 
-def load_stack_inputs(template: Path | None) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+def load_stack_inputs(
+    template: Path | None,
+) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
     """(template, files, environment) as heatclient's CLI would send them.
 
     ``template`` is a directory rendered by ``heatgen render`` (grid.yaml + grid-env.yaml +

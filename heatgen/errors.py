@@ -50,9 +50,30 @@ class UsageError(HeatgenError):
 
 
 class CloudError(HeatgenError):
-    """An OpenStack API, auth or connection failure."""
+    """An OpenStack API, auth or connection failure.
+
+    ``transient`` marks failures worth retrying (HTTP 500/502/503/504, a lost connection):
+    the request may work a moment later, and a write may even have landed.
+    """
 
     exit_status = ExitStatus.CLOUD
+    transient: bool = False
+
+
+class ServiceMissing(CloudError):
+    """The cloud's catalog has no endpoint of a service heatgen needs for this command."""
+
+    def __init__(self, service_type: str, project: str) -> None:
+        self.service_type = service_type
+        super().__init__(f"this cloud's catalog has no {service_type} service ({project})")
+
+
+class StackBusy(CloudError):
+    """The stack is in the middle of another operation."""
+
+
+class NotDeployed(HeatgenError):
+    """The site has no stack in this cloud."""
 
 
 class SandboxError(CloudError):

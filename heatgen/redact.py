@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import TextIO
+from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 REDACTED = "<redacted>"
 
@@ -40,7 +41,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a client's malformed log call must not break the command
+        except Exception:  # noqa: BLE001 - a client's malformed log call must not break it
             message = str(record.msg)
         record.msg = redact(message)
         record.args = None
@@ -56,3 +57,15 @@ def enable_debug_logging(stream: TextIO | None = None) -> logging.Handler:
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     return handler
+
+
+def redact_url(url: Any) -> Any:
+    """Keep scheme, host and path of a URL; drop its query (signatures) and credentials."""
+    if not isinstance(url, str) or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    query = "<redacted>" if parts.query else ""
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))

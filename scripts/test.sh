@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: set up, then run pytest (sandbox tests included).
+# The whole test suite on a fresh machine: set up, lint and type-check, then run pytest with
+# the sandbox integration tests (plain `pytest` runs only the fast lane).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest "$@"
+.venv/bin/ruff check heatgen tests bench
+.venv/bin/mypy
+exec .venv/bin/python -m pytest -m "sandbox or not sandbox" "$@"

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+
+# Variables through which a user's own clouds, sandbox or pool recordings would leak in.
+_USER_VARIABLES = ("OS_CLOUD", "OS_AUTH_URL", "OS_AUTH_TYPE", "OS_USERNAME", "OS_PASSWORD",
+                   "OS_PROJECT_NAME", "OS_TOKEN", "OS_CLIENT_SECURE_FILE", "HEATGEN_SANDBOX_DIR",
+                   "HEATGEN_POOL_RECORDING", "HEATGEN_CLOUD")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -14,6 +21,48 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="rewrite tests/golden/ from the current templates instead of comparing",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests never see the user's sandbox, clouds.yaml or OS_* variables: the XDG homes point
+    at an empty directory of this run, and an empty clouds.yaml comes first in openstacksdk's
+    search path. Tests that need a cloud set their own (subprocesses inherit all of it)."""
+    home = Path(tempfile.mkdtemp(prefix="heatgen-tests-home-"))
+    for name in [n for n in os.environ if n.startswith("OS_") or n in _USER_VARIABLES]:
+        del os.environ[name]
+    os.environ["XDG_CONFIG_HOME"] = str(home / "config")
+    os.environ["XDG_DATA_HOME"] = str(home / "data")
+    clouds = home / "clouds.yaml"
+    clouds.write_text("clouds: {}\n", encoding="utf-8")
+    os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)
+    config.stash[_HOME] = home
+
+
+_HOME = pytest.StashKey[Path]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    home = config.stash.get(_HOME, None)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _selected(config: pytest.Config, marker: str) -> bool:
+    """Whether ``-m`` asks for ``marker`` itself (``-m slow``), not only excludes it."""
+    expression = config.getoption("markexpr") or ""
+    return marker in expression.replace(f"not {marker}", "")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Full-size runs (``slow``) only when asked for by name: ``pytest -m slow``."""
+    if _selected(config, "slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with `pytest -m slow`")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture

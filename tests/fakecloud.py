@@ -12,9 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from heatgen.cloud import Alarm, Event, Resource, Stack
+from heatgen.cloud.interface import Alarm, Definition, Event, Resource, Stack
 from heatgen.errors import CloudError
-from heatgen.plandiff import Definition
 
 
 class FakeTransient(CloudError):
@@ -51,8 +50,8 @@ class FakeClock:
 
 
 class FakeCloud:
-    def __init__(self, *, sandbox: bool = False, polls: int = 2) -> None:
-        self.is_sandbox = sandbox
+    def __init__(self, *, polls: int = 2, services: tuple[str, ...] = ("orchestration",)) -> None:
+        self.services = set(services)
         self.stacks: dict[str, FakeStack] = {}
         self.calls: list[tuple[str, Any]] = []
         self.failures: dict[str, list[Exception]] = {}
@@ -104,17 +103,15 @@ class FakeCloud:
         return None
 
     # -- the Cloud protocol
-    def find_stack(self, name_or_id: str) -> Stack | None:
-        self.calls.append(("find_stack", name_or_id))
-        self._maybe_fail("find_stack")
-        stack = self._by_name(name_or_id)
+    def get_stack(self, name_or_id: str) -> Stack | None:
+        self.calls.append(("get_stack", name_or_id))
+        self._maybe_fail("get_stack")
+        found = self._by_name(name_or_id)
+        stack = self._advance(found.id) if found else None
         return self._view(stack) if stack else None
 
-    def get_stack(self, stack_id: str) -> Stack | None:
-        self.calls.append(("get_stack", stack_id))
-        self._maybe_fail("get_stack")
-        stack = self._advance(stack_id)
-        return self._view(stack) if stack else None
+    def has_service(self, service_type: str) -> bool:
+        return service_type in self.services
 
     def _advance(self, stack_id: str) -> FakeStack | None:
         """One tick of the scripted operation: the stack moves on whenever it is looked at."""
@@ -175,7 +172,9 @@ class FakeCloud:
         return [Resource(name, "T", "INIT_COMPLETE", "", "", "") for name in
                 sorted(fields["template"].get("resources", {}))]
 
-    def preview_update(self, stack_id: str, fields: Mapping[str, Any], patch: bool) -> dict[str, list[str]]:
+    def preview_update(
+        self, stack_id: str, fields: Mapping[str, Any], patch: bool
+    ) -> dict[str, list[str]]:
         self.calls.append(("preview_update", {"fields": fields, "patch": patch}))
         return {k: list(v) for k, v in self.plan.items()}
 

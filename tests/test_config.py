@@ -120,7 +120,8 @@ def test_defaults_of_the_minimal_site() -> None:
             ["keypair: required field is missing"],
         ),
         (
-            MINIMAL.replace("  floating_network: public", "  floating_network: public\n  ssh_cidr: 10.0.0.1/8"),
+            MINIMAL.replace("  floating_network: public",
+                            "  floating_network: public\n  ssh_cidr: 10.0.0.1/8"),
             ["network.ssh_cidr: must be a network in CIDR form such as 192.0.2.0/24 "
              "(10.0.0.1/8 has host bits set) (got '10.0.0.1/8')"],
         ),
@@ -174,14 +175,16 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("site: [unclosed\n", "line 2, column 1: invalid YAML: expected ',' or ']', but got '<stream end>'"),
+        ("site: [unclosed\n",
+         "line 2, column 1: invalid YAML: expected ',' or ']', but got '<stream end>'"),
         ("site: a\nsite: b\n", "line 2, column 1: invalid YAML: duplicate key 'site'"),
         ("site: !!python/object:os.system ls\n",
          "line 1, column 7: invalid YAML: could not determine a constructor for the tag "
          "'tag:yaml.org,2002:python/object:os.system'"),
         ("- a\n- b\n", "the file must hold a mapping of fields (got list)"),
         ("", "the file must hold a mapping of fields (got None)"),
-        ("a: " + "[" * 40 + "]" * 40 + "\n", "line 1, column 35: invalid YAML: nested deeper than 32 levels"),
+        ("a: " + "[" * 40 + "]" * 40 + "\n",
+         "line 1, column 35: invalid YAML: nested deeper than 32 levels"),
     ],
     ids=["unclosed", "duplicate-key", "python-tag", "list", "empty", "deep"],
 )
@@ -210,7 +213,8 @@ def test_anchors_for_repeated_values_are_fine(tmp_path: Path) -> None:
 def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_site(tmp_path / "nope.yaml")
-    assert str(caught.value) == f"{tmp_path / 'nope.yaml'}: cannot read the file (No such file or directory)"
+    expected = f"{tmp_path / 'nope.yaml'}: cannot read the file (No such file or directory)"
+    assert str(caught.value) == expected
     path = tmp_path / "latin1.yaml"
     path.write_bytes(b"site: caf\xe9\n")
     with pytest.raises(ConfigError) as caught:
@@ -225,7 +229,8 @@ def test_cli_bad_config_exits_2_writes_nothing_no_traceback(tmp_path: Path, caps
     assert main(["render", str(site), "-o", str(out)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.splitlines()[0] == f"{site}: workers.max: must be greater than or equal to 1 (got 0)"
+    expected = f"{site}: workers.max: must be greater than or equal to 1 (got 0)"
+    assert captured.err.splitlines()[0] == expected
     assert "Traceback" not in captured.err
     assert not out.exists()
 

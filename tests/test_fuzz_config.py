@@ -260,15 +260,8 @@ def test_broken_configs_exit_2_naming_a_field_or_line(data: bytes) -> None:
     check_rejected(data)
 
 
-@pytest.fixture
-def slow_only(request: pytest.FixtureRequest) -> None:
-    """Slow tests run only when asked for: `pytest -m slow`."""
-    if "slow" not in (request.config.getoption("markexpr") or "").replace("not slow", ""):
-        pytest.skip("slow: run with `pytest -m slow`")
-
-
 @pytest.mark.slow
-def test_broken_configs_exit_2_naming_a_field_or_line_10000(slow_only: None) -> None:
+def test_broken_configs_exit_2_naming_a_field_or_line_10000() -> None:
     @settings(max_examples=FUZZ_EXAMPLES_SLOW, **FUZZ_SETTINGS)  # type: ignore[arg-type]
     @given(inputs)
     def run(data: bytes) -> None:

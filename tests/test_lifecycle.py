@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import pytest
 
-from heatgen import lifecycle, plandiff, stackfields
-from heatgen.cloud import Resource, Stack
+from heatgen.cloud.interface import Definition, Resource, Stack
 from heatgen.config import load_site
-from heatgen.errors import ExitStatus, StackFailed, UsageError, WaitTimeout
-from heatgen.lifecycle import (
-    DeployOptions,
-    ScaleRequest,
-    SilentReporter,
-    StackBusy,
-    deploy,
-    desired_for_update,
-    redact_url,
-    scale,
-)
+from heatgen.errors import ExitStatus, StackBusy, StackFailed, UsageError, WaitTimeout
+from heatgen.ops import definitions
+from heatgen.ops import fields as stackfields
+from heatgen.ops.delete import delete
+from heatgen.ops.deploy import DeployOptions, deploy, desired_for_update
+from heatgen.ops.plan import reconciled_plan
+from heatgen.ops.report import SilentReporter
+from heatgen.ops.scale import ScaleRequest, scale
+from heatgen.ops.wait import wait_for_stack
+from heatgen.redact import redact_url
 from heatgen.render import render_site
+from heatgen.sandbox import hooks
 
 from .conftest import EXAMPLES
 from .fakecloud import FakeClock, FakeCloud, FakeTransient
@@ -90,7 +89,7 @@ def test_deploy_creates_waits_and_streams_events() -> None:
 
 
 def test_sandbox_master_signal_is_sent_once_with_the_boot_script_json() -> None:
-    cloud = FakeCloud(sandbox=True, polls=3)
+    cloud = FakeCloud(polls=3)
     original = cloud.create_stack
 
     def create(fields: dict) -> str:
@@ -100,7 +99,8 @@ def test_sandbox_master_signal_is_sent_once_with_the_boot_script_json() -> None:
 
     cloud.create_stack = create  # type: ignore[method-assign]
     report = Recorder()
-    deploy(cloud, GRID, DeployOptions(), report, clock=FakeClock())
+    options = DeployOptions(extra_environments=hooks.environments(cloud))
+    deploy(cloud, GRID, options, report, clock=FakeClock(), watcher=hooks.master(cloud, report))
     assert cloud.signals == [("http://heat/signal", "tok-123", {
         "status": "SUCCESS", "id": "master",
         "reason": "central manager ready (signalled by the heatgen sandbox)", "data": "sandbox",
@@ -137,7 +137,7 @@ def test_lost_delete_response_is_not_sent_again() -> None:
     cloud.delete_lands_before_failure = True
     cloud.fail("delete_stack", FakeTransient("delete the stack: connection aborted"))
     report = Recorder()
-    assert lifecycle.delete(cloud, SITE, timeout=60, report=report, clock=FakeClock()) is None
+    assert delete(cloud, SITE, timeout=60, report=report, clock=FakeClock()) is None
     assert cloud.names().count("delete_stack") == 1
     assert any("Heat did start the delete of bergen-grid" in n for n in report.notes)
 
@@ -146,7 +146,7 @@ def test_delete_of_a_stack_being_deleted_waits_for_that_delete() -> None:
     cloud = FakeCloud()
     cloud.add_stack("bergen-grid", status="DELETE_IN_PROGRESS")
     report = Recorder()
-    assert lifecycle.delete(cloud, SITE, timeout=60, report=report, clock=FakeClock()) is None
+    assert delete(cloud, SITE, timeout=60, report=report, clock=FakeClock()) is None
     assert "delete_stack" not in cloud.names()
     assert any("already being deleted" in n for n in report.notes)
 
@@ -158,7 +158,7 @@ def test_a_delete_cancelled_by_another_delete_is_waited_through() -> None:
     cloud.delete_stack(stack.id)  # someone else's DELETE: Heat cancels ours, starts over
     assert cloud.stacks[stack.id].status == "DELETE_FAILED"
     report = Recorder()
-    assert lifecycle.wait_for_stack(cloud, stack.id, "DELETE", timeout=60, marker=None,
+    assert wait_for_stack(cloud, stack.id, "DELETE", timeout=60, marker=None,
                                     report=report, clock=FakeClock()) is None
     assert "bergen-grid DELETE_FAILED" in report.events
     assert not cloud.stacks
@@ -169,7 +169,7 @@ def test_a_delete_that_stays_cancelled_fails() -> None:
     stack = cloud.add_stack("bergen-grid", status="DELETE_FAILED")
     stack.reason = "Stack DELETE cancelled"
     with pytest.raises(StackFailed, match="DELETE_FAILED: Stack DELETE cancelled"):
-        lifecycle.wait_for_stack(cloud, stack.id, "DELETE", timeout=600, marker=None,
+        wait_for_stack(cloud, stack.id, "DELETE", timeout=600, marker=None,
                                  report=SilentReporter(), clock=FakeClock())
 
 
@@ -250,7 +250,7 @@ def test_plan_that_replaces_the_master_needs_yes() -> None:
     old = stackfields.definition(GRID)
     template = {**old.template, "resources": {**old.template["resources"]}}
     template["resources"]["master"] = {**template["resources"]["master"], "type": "Other"}
-    stack.definition = plandiff.Definition(template, old.parameters, old.files, old.registry)
+    stack.definition = Definition(template, old.parameters, old.files, old.registry)
     cloud.plan = {"replaced": ["master"], "unchanged": ["workers"]}
     with pytest.raises(UsageError, match="the plan replaces master; nothing was changed"):
         deploy(cloud, GRID, DeployOptions(), SilentReporter(), clock=FakeClock())
@@ -318,15 +318,15 @@ def test_plan_reconciliation_against_definitions() -> None:
     same = stackfields.definition(GRID, parameters={"worker_desired": 1})
     heat_says = {"updated": ["workers"], "replaced": ["master_wait", "scale_up_policy"],
                  "unchanged": ["cpu_alarm_high", "master"]}
-    plan = lifecycle.reconciled_plan(heat_says, old, same)
+    plan = reconciled_plan(heat_says, old, same)
     assert not plan.has_changes
     assert plan.over_reported == ("master_wait", "scale_up_policy", "workers")
     resized = stackfields.definition(GRID, parameters={"worker_desired": 3})
-    plan = lifecycle.reconciled_plan(heat_says, old, resized)
+    plan = reconciled_plan(heat_says, old, resized)
     assert plan.changes["updated"] == ["workers"] and plan.changes["replaced"] == []
     hotter = stackfields.definition(GRID, parameters={"worker_desired": 1,
                                                       "cpu_high_threshold": 72000000000})
-    plan = lifecycle.reconciled_plan(heat_says, old, hotter)
+    plan = reconciled_plan(heat_says, old, hotter)
     assert plan.changes["updated"] == ["cpu_alarm_high"]
 
 
@@ -334,12 +334,12 @@ def test_member_template_change_updates_the_group_only() -> None:
     old = stackfields.definition(GRID)
     files = dict(old.files)
     files["worker-boot.yaml"] = files["worker-boot.yaml"] + "# changed\n"
-    new = plandiff.Definition(old.template, old.parameters, files, old.registry)
-    assert plandiff.changed_resources(old, new) == {"workers"}
+    new = Definition(old.template, old.parameters, files, old.registry)
+    assert definitions.changed_resources(old, new) == {"workers"}
     files = dict(old.files)
     files["master-boot.yaml"] = files["master-boot.yaml"] + "# changed\n"
-    new = plandiff.Definition(old.template, old.parameters, files, old.registry)
-    assert plandiff.changed_resources(old, new) == {"master"}
+    new = Definition(old.template, old.parameters, files, old.registry)
+    assert definitions.changed_resources(old, new) == {"master"}
 
 
 def test_redact_url_drops_signatures() -> None:

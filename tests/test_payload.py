@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 
 from heatgen.config import OsFamily, load_site, parse_yaml, validate_site
 from heatgen.errors import ConfigError
-from heatgen.payload import DISTRIBUTIONS, version_glob
 from heatgen.render import CLOUD_CONFIGS, MASTER_BOOT, WORKER_BOOT, render_site
+from heatgen.render.payload import DISTRIBUTIONS, version_glob
 
 from .conftest import example_paths
 
@@ -844,7 +844,7 @@ def test_json_string_escapes_any_reason(reason: str) -> None:
     assert decoded == kept
 
 
-# --- heatgen.payload -------------------------------------------------------------------------
+# --- heatgen.render.payload -------------------------------------------------------------
 
 
 def _site_data(**condor: Any) -> dict[str, Any]:

@@ -17,18 +17,17 @@ import pytest
 from heatgen.errors import CloudError
 from heatgen.pool import (
     STARTD_ATTRIBUTES,
-    BindingsPool,
-    DrainRequest,
     Expression,
     Machine,
     PoolQuery,
-    RecordedPool,
-    SshPool,
     parse_classad_json,
     parse_condor_status_json,
     parse_sinful,
     parse_startd_ads,
 )
+from heatgen.pool.bindings import BindingsPool
+from heatgen.pool.ssh import SshPool
+from heatgen.sandbox.recording import DrainRequest, RecordedPool
 
 DATA = Path(__file__).resolve().parent / "data" / "condor"
 NOW = 1767225600
@@ -561,7 +560,7 @@ def test_recorded_pool_rejects_bad_recordings(tmp_path: Path) -> None:
 def test_pool_modules_import_without_the_bindings() -> None:
     code = (
         "import sys; sys.modules['htcondor2'] = None; sys.modules['classad2'] = None; "
-        "import heatgen.pool, heatgen.scalein"
+        "import heatgen.pool.ssh, heatgen.pool.bindings, heatgen.scalein.shrink"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
+from heatgen.cloud.group import Member
 from heatgen.errors import UsageError
-from heatgen.pool import Machine, RecordedPool, parse_condor_status_json, parse_startd_ads
-from heatgen.scalein import (
+from heatgen.pool import Machine, parse_condor_status_json, parse_startd_ads
+from heatgen.sandbox.recording import RecordedPool
+from heatgen.scalein.choice import (
     MATCHED_BY_ADDRESS,
     MATCHED_BY_SERVER_ID,
     Choice,
-    Member,
     Verdict,
     assess_members,
     choose_removals,

@@ -712,7 +712,8 @@ def write_clouds_yaml(config: SandboxConfig, path: Path | None = None) -> Path:
     except FileNotFoundError:
         existing = None
     except (OSError, yaml.YAMLError) as error:
-        raise SandboxError(f"{target}: cannot read ({type(error).__name__}); not changed") from error
+        problem = f"{target}: cannot read ({type(error).__name__}); not changed"
+        raise SandboxError(problem) from error
     try:
         merged = merge_clouds(existing, entry)
     except SandboxError as error:

@@ -4,7 +4,9 @@ No VM boots in the sandbox, so nothing runs the master's ``curl_cli``. heatgen r
 ``endpoint`` and ``token`` of the ``OS::Heat::WaitConditionHandle`` named
 ``master_wait_handle`` while the stack is being created and POSTs the same request:
 ``X-Auth-Token: <token>``, JSON ``{"status": "SUCCESS", "id": ..., "reason": ...,
-"data": ...}``. :func:`build_master_signal` is pure; :func:`send_signal` does the POST.
+"data": ...}``. :class:`SandboxMaster` does it from a deploy's wait (plugged in by the CLI);
+:func:`build_master_signal` is pure; :func:`send_signal` does the POST for raw heatclient users
+(tests, benches).
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from heatgen import contract
+from heatgen.cloud.interface import Cloud, Event
 from heatgen.errors import CloudError, StackFailed, WaitTimeout
+from heatgen.ops.report import Reporter
 
 if TYPE_CHECKING:
     from keystoneauth1.session import Session
 
-MASTER_HANDLE = "master_wait_handle"
+MASTER_HANDLE = contract.WAIT_HANDLE
 HANDLE_TYPE = "OS::Heat::WaitConditionHandle"
 SIGNAL_STATUSES = ("SUCCESS", "FAILURE")
 
@@ -41,6 +46,15 @@ class SignalRequest:
         return f"SignalRequest(method={self.method!r}, url={self.url!r}, headers={shown!r})"
 
 
+def signal_body(
+    *, status: str = "SUCCESS", signal_id: str = "master", reason: str, data: str = ""
+) -> dict[str, str]:
+    """The JSON a wait-condition handle takes, as the master's boot script sends it."""
+    if status not in SIGNAL_STATUSES:
+        raise ValueError(f"status must be one of {SIGNAL_STATUSES} (got {status!r})")
+    return {"status": status, "id": signal_id, "reason": reason, "data": data}
+
+
 def build_master_signal(
     endpoint: str,
     token: str,
@@ -55,11 +69,9 @@ def build_master_signal(
     ``data`` becomes the value of the wait condition's ``data`` attribute under
     ``signal_id``, as a master's boot script would report it.
     """
-    if status not in SIGNAL_STATUSES:
-        raise ValueError(f"status must be one of {SIGNAL_STATUSES} (got {status!r})")
     if not endpoint or not token:
         raise ValueError("endpoint and token are required")
-    body = {"status": status, "id": signal_id, "reason": reason, "data": data}
+    body = signal_body(status=status, signal_id=signal_id, reason=reason, data=data)
     return SignalRequest(
         url=endpoint,
         headers={
@@ -181,3 +193,50 @@ def signal_master(
                 f"no ready {handle_name} in stack {stack.stack_name} after {timeout:.0f} s"
             )
         time.sleep(poll)
+
+
+class SandboxMaster:
+    """Plays the master's part in the sandbox, where no VM boots: signals the wait handle once.
+
+    It acts when the wait condition starts waiting (its CREATE_IN_PROGRESS event, or its state
+    when heatgen attaches to a create already running) and sends the same JSON the master's
+    boot script sends with the handle's ``curl_cli``.
+    """
+
+    def __init__(self, cloud: Cloud, report: Reporter) -> None:
+        self.cloud = cloud
+        self.report = report
+        self.pending = False
+        self.signalled = False
+
+    def __call__(self, stack_id: str, events: list[Event]) -> None:
+        # Called on every poll: a signal that failed (transiently) is sent again on the next.
+        if any(e.resource == contract.WAIT_CONDITION and e.status == "CREATE_IN_PROGRESS"
+               for e in events):
+            self.pending = True
+        if self.pending and not self.signalled:
+            self.signal(stack_id)
+
+    def attach(self, stack_id: str) -> None:
+        """For a create already under way: signal if the wait condition is waiting now."""
+        status = {r.name: r.status for r in self.cloud.resources(stack_id, nested_depth=0)}
+        if status.get(contract.WAIT_CONDITION) == "CREATE_IN_PROGRESS":
+            self.pending = True
+            self.signal(stack_id)
+
+    def signal(self, stack_id: str) -> None:
+        endpoint = self.cloud.resource_attribute(stack_id, contract.WAIT_HANDLE, "endpoint")
+        token = self.cloud.resource_attribute(stack_id, contract.WAIT_HANDLE, "token")
+        if not endpoint or not token:
+            return
+        self.cloud.signal_wait_handle(endpoint, token, sandbox_ready_signal())
+        self.signalled = True
+        self.report.note(
+            "sandbox: no VM boots here, so heatgen sent the master's ready signal to the "
+            "wait condition itself (the same JSON the master's boot script sends)"
+        )
+
+
+def sandbox_ready_signal() -> dict[str, str]:
+    return signal_body(reason="central manager ready (signalled by the heatgen sandbox)",
+                       data="sandbox")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -175,16 +175,6 @@ def stored_settings(state_dir: Path) -> dict[str, Any]:
     known = {"keystone_port", "heat_port", "cfn_port", "backend", "postgres_port",
              "telemetry", "gnocchi_port", "aodh_port"}
     return {key: value for key, value in raw.items() if key in known}
-
-
-def runs_telemetry(state_dir: Path | None = None) -> bool:
-    """Whether the sandbox in ``state_dir`` (default: the default one) was started with
-    ``--telemetry``, i.e. serves real ``OS::Aodh::*`` alarms."""
-    directory = (state_dir or default_state_dir()).expanduser().absolute()
-    try:
-        return bool(stored_settings(directory).get("telemetry", False))
-    except SandboxError:
-        return False
 
 
 def resolve_config(state_dir: Path | str | None = None, **overrides: Any) -> SandboxConfig:

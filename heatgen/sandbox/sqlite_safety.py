@@ -85,7 +85,9 @@ def _quote(name: str) -> str:
 
 def autoincrement_sql(create_sql: str, table: str, new_table: str, key: str) -> str:
     """``create_sql`` for ``new_table`` with ``key`` as ``INTEGER PRIMARY KEY AUTOINCREMENT``."""
-    header = re.compile(r"^\s*CREATE\s+TABLE\s+(\"[^\"]+\"|`[^`]+`|\[[^\]]+\]|\S+)\s*\(", re.IGNORECASE)
+    header = re.compile(
+        r"^\s*CREATE\s+TABLE\s+(\"[^\"]+\"|`[^`]+`|\[[^\]]+\]|\S+)\s*\(", re.IGNORECASE
+    )
     match = header.match(create_sql)
     if not match or match.group(1).strip('"`[]') != table:
         raise ValueError(f"unexpected CREATE TABLE statement for {table}")

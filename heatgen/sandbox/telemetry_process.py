@@ -45,8 +45,8 @@ def _aodh_conf(path: str) -> Any:
 
 def _upgrade(args: argparse.Namespace) -> int:
     from aodh import storage
-    from gnocchi import indexer, storage as gnocchi_storage
-    from gnocchi import incoming
+    from gnocchi import incoming, indexer
+    from gnocchi import storage as gnocchi_storage
 
     conf = _gnocchi_conf(args.gnocchi_config)
     index = indexer.get_driver(conf)

@@ -149,16 +149,9 @@ def test_deploy_scale_delete_with_20_percent_of_requests_failing(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", FAULT_KINDS)
-def test_each_fault_kind_30_runs(sandbox: Sandbox, clouds: Clouds, kind: str,
-                                 slow_only: None) -> None:
+def test_each_fault_kind_30_runs(sandbox: Sandbox, clouds: Clouds, kind: str) -> None:
     steps = _chaos_cycles(sandbox, clouds, kind, (kind,), runs=30)
     _assert_cycles(steps, 30, clouds, minimum=0.99)
-
-
-@pytest.fixture
-def slow_only(request: pytest.FixtureRequest) -> None:
-    if "slow" not in (request.config.getoption("markexpr") or "").replace("not slow", ""):
-        pytest.skip("slow: run with `pytest -m slow`")
 
 
 def test_lost_create_answer_and_expired_token_mid_wait(sandbox: Sandbox, clouds: Clouds) -> None:
@@ -213,9 +206,9 @@ def test_killed_deploy_then_deploy_again_converges(
         with ThreadPoolExecutor(max_workers=min(len(moments), 4)) as pool:
             results = list(pool.map(
                 lambda item: _kill_and_redeploy(sandbox, clouds, item[0], *item[1]),
-                zip(names, moments),
+                zip(names, moments, strict=True),
             ))
-        for (how, after), result in zip(moments, results):
+        for (how, after), result in zip(moments, results, strict=True):
             code, err = result["killed"]
             if how == signal.SIGINT:
                 # A thesis deploy takes ~10 s on the sandbox: an early SIGINT must interrupt it.
@@ -233,8 +226,7 @@ def test_killed_deploy_then_deploy_again_converges(
 
 
 @pytest.mark.slow
-def test_twenty_killed_deploys_converge(sandbox: Sandbox, clouds: Clouds,
-                                        slow_only: None) -> None:
+def test_twenty_killed_deploys_converge(sandbox: Sandbox, clouds: Clouds) -> None:
     import random
 
     rng = random.Random(20)
@@ -275,7 +267,7 @@ def test_two_scales_at_once_one_wins_the_other_is_busy_or_queues(
         results = _scale_pair(clouds, site, (2, 3))
         codes = sorted(code for code, _ in results)
         assert codes == [0, 3], results
-        winner = next(size for size, (code, _) in zip((2, 3), results) if code == 0)
+        winner = next(size for size, (code, _) in zip((2, 3), results, strict=True) if code == 0)
         loser_text = next(text for code, text in results if code == 3)
         assert "busy" in loser_text and "Traceback" not in loser_text, loser_text
         assert desired() == winner

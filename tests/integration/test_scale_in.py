@@ -19,12 +19,14 @@ from typing import Any
 
 import pytest
 
-from heatgen import osclient, scaledown
-from heatgen.cloud import Stack
+from heatgen.cloud.group import Member, group_members
+from heatgen.cloud.interface import Stack
 from heatgen.config import load_site
 from heatgen.errors import WaitTimeout
-from heatgen.lifecycle import ScaleRequest, SilentReporter, scale
-from heatgen.pool import RecordedPool
+from heatgen.ops.report import SilentReporter
+from heatgen.ops.scale import ScaleRequest, scale
+from heatgen.sandbox.recording import RecordedPool
+from heatgen.scalein.shrink import ScaleInOptions
 
 from .conftest import REPO, Sandbox
 
@@ -45,7 +47,7 @@ def _capture() -> Any:
     return module
 
 
-def pool_snapshot(members: Sequence[scaledown.GroupMember], busy: set[str],
+def pool_snapshot(members: Sequence[Member], busy: set[str],
                   free_since: dict[str, int], draining: Sequence[str] = (),
                   drained: Sequence[str] = ()) -> str:
     """`condor_status -json` of the group's workers as HTCondor would print it."""
@@ -77,20 +79,21 @@ def pool_snapshot(members: Sequence[scaledown.GroupMember], busy: set[str],
 @pytest.fixture(scope="module")
 def grid(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A deployed 5-worker grid and a Cloud on the sandbox."""
-    from heatgen.lifecycle import DeployOptions, deploy
+    from heatgen.ops.deploy import DeployOptions, deploy
     from heatgen.render import render_site
-    from heatgen.sandbox.control import clouds_entry
+    from heatgen.sandbox import hooks
 
     path = tmp_path_factory.mktemp("scalein") / "site.yaml"
     text = (REPO / "examples" / "thesis.yaml").read_text()
     path.write_text(text.replace("site: bergen-grid", "site: scalein-grid")
                     .replace("desired: 1", "desired: 5"))
     site = load_site(path)
-    cloud = osclient.OpenStackCloud(
-        osclient.connect(None, sandbox_auth=clouds_entry(sandbox.config)))
-    deploy(cloud, render_site(site), DeployOptions(), SilentReporter())
+    cloud = hooks.open_sandbox(sandbox.config).cloud
+    report = SilentReporter()
+    deploy(cloud, render_site(site), DeployOptions(extra_environments=hooks.environments(cloud)),
+           report, watcher=hooks.master(cloud, report))
     yield site, cloud, path
-    stack = cloud.find_stack(site.site)
+    stack = cloud.get_stack(site.site)
     if stack is not None:
         cloud.delete_stack(stack.id)
 
@@ -99,16 +102,16 @@ def _resize(site: Any, cloud: Any, workers: int, pool: Any = None, **options: An
     request = ScaleRequest(workers=workers, **options)
     return scale(cloud, site, request, SilentReporter(),
                  pool_for=(lambda stack: pool) if pool is not None else None,
-                 scale_in_options=scaledown.ScaleInOptions(sleep=lambda s: None))
+                 scale_in_options=ScaleInOptions(sleep=lambda s: None))
 
 
-def _members(cloud: Any, site: Any) -> list[scaledown.GroupMember]:
-    stack = cloud.find_stack(site.site)
+def _members(cloud: Any, site: Any) -> list[Member]:
+    stack = cloud.get_stack(site.site)
     assert isinstance(stack, Stack)
-    return scaledown.group_members(cloud, stack)
+    return group_members(cloud, stack)
 
 
-def _back_to_five(site: Any, cloud: Any) -> list[scaledown.GroupMember]:
+def _back_to_five(site: Any, cloud: Any) -> list[Member]:
     if len(_members(cloud, site)) != 5:
         _resize(site, cloud, 5)
     members = _members(cloud, site)
@@ -127,7 +130,7 @@ def test_scale_in_removes_only_idle_workers_20_random_rounds(grid: Any) -> None:
         members = _back_to_five(site, cloud)
         busy = set(rng.sample([m.name for m in members], 2))
         ages = rng.sample(range(60, 50_000), len(members))
-        free_since = {m.name: age for m, age in zip(members, ages)}
+        free_since = {m.name: age for m, age in zip(members, ages, strict=True)}
         pool = RecordedPool([pool_snapshot(members, busy, free_since)])
         result = _resize(site, cloud, 3, pool)
         remaining = {m.name for m in _members(cloud, site)}

@@ -82,10 +82,10 @@ def _wait_for(what: str, check: Any, timeout: float) -> float:
 def test_load_grows_and_shrinks_the_group(
     telemetry_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from heatgen import alarms, loadgen
     from heatgen.cli import main as cli
-    from heatgen.cli_stack import open_cloud
     from heatgen.config import load_site
+    from heatgen.ops import alarms
+    from heatgen.sandbox import hooks, loadgen
 
     monkeypatch.setenv("HEATGEN_SANDBOX_DIR", str(telemetry_sandbox.state_dir))
     for name in ("OS_CLOUD", "OS_AUTH_URL"):
@@ -93,13 +93,13 @@ def test_load_grows_and_shrinks_the_group(
     site_path = _site(tmp_path)
     site = load_site(site_path)
     assert cli(["deploy", str(site_path)]) == 0
-    cloud = open_cloud(site, None)
+    cloud = hooks.open_sandbox(telemetry_sandbox).cloud
     try:
         states = {a.name: a.state for a in alarms.site_alarms(cloud, site)}
         assert set(states) == {"cpu_alarm_high", "cpu_alarm_low"}
 
         def size() -> int:
-            stack = cloud.find_stack(site.site)
+            stack = cloud.get_stack(site.site)
             assert stack is not None
             return int(stack.outputs.get("worker_count") or 0)
 

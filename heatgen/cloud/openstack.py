@@ -1,0 +1,401 @@
+"""The one door to OpenStack: heatclient, aodhclient and keystoneauth1 behind :class:`Cloud`.
+
+Nothing else in heatgen imports an OpenStack client (or keystoneauth1); which cloud to talk
+to is :mod:`heatgen.cloud.connect`'s decision. Every client error becomes a
+:class:`CloudError` whose message names what failed and never carries a token or password;
+``transient`` marks the ones worth retrying (HTTP 500/502/503/504, lost connections).
+Reads are retried here with bounded backoff, and so are the POSTs that change nothing
+(validate, preview); writes are not, the lifecycle decides.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aodhclient import exceptions as aodh_exc
+from heatclient import client as heat_client
+from heatclient import exc as heat_exc
+from keystoneauth1 import exceptions as ks_exc
+from keystoneauth1 import loading as ks_loading
+from keystoneauth1 import session as ks_session
+
+from heatgen.cloud.interface import Alarm, Definition, Event, Resource, Stack
+from heatgen.errors import CloudError, ServiceMissing
+
+# Services whose catalog endpoint clouds.yaml may override (`orchestration_endpoint_override`).
+OVERRIDABLE_SERVICES = ("orchestration", "alarming")
+TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
+# A read is often two requests (heat-api redirects a stack name or bare id). At 20 % failed
+# requests, 8 attempts leave about 1 read in 20,000 failing, after at most ~20 s of backoff.
+READ_ATTEMPTS = 8
+T = TypeVar("T")
+
+
+class TransientCloudError(CloudError):
+    transient = True
+
+
+def _status_of(error: Exception) -> int | None:
+    for attribute in ("code", "http_status", "status_code"):
+        value = getattr(error, attribute, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _message(error: Exception) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:500]
+
+
+def translate(what: str, error: Exception) -> CloudError:
+    """Turn a client exception into a CloudError that says what failed."""
+    status = _status_of(error)
+    lost = ks_exc.ConnectFailure | ks_exc.ConnectTimeout | ks_exc.RetriableConnectionFailure
+    if isinstance(error, lost):
+        return TransientCloudError(f"{what}: cannot connect ({type(error).__name__})")
+    if isinstance(error, ks_exc.Unauthorized) or status == 401:
+        return CloudError(f"{what}: authentication failed; check the cloud's credentials")
+    if isinstance(error, ks_exc.EndpointNotFound | ks_exc.EmptyCatalog):
+        return CloudError(
+            f"{what}: the cloud has no such service in its catalog ({_message(error)})"
+        )
+    if isinstance(error, aodh_exc.ClientException) and status is None:
+        return CloudError(f"{what}: {type(error).__name__}: {_message(error)}")
+    if status in TRANSIENT_STATUS:
+        return TransientCloudError(f"{what}: HTTP {status} ({_message(error)})")
+    if status is not None:
+        return CloudError(f"{what}: HTTP {status}: {_message(error)}")
+    return CloudError(f"{what}: {type(error).__name__}: {_message(error)}")
+
+
+_CLIENT_ERRORS = (heat_exc.BaseException, ks_exc.ClientException, aodh_exc.ClientException)
+
+
+def _reads(what: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Retry an idempotent read on transient failures, with bounded backoff."""
+
+    def decorate(function: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            for attempt in range(1, READ_ATTEMPTS + 1):
+                try:
+                    return function(*args, **kwargs)
+                except _CLIENT_ERRORS as error:
+                    translated = translate(what, error)
+                    if not translated.transient or attempt == READ_ATTEMPTS:
+                        raise translated from None
+                time.sleep(min(0.25 * 2**attempt, 4.0))
+            raise AssertionError("unreachable")
+
+        return wrapper
+
+    return decorate
+
+
+def _write(what: str, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except _CLIENT_ERRORS as error:
+        raise translate(what, error) from None
+
+
+@dataclass(frozen=True)
+class Connection:
+    session: Any
+    interface: str | None
+    region_name: str | None
+    name: str
+    # service type -> URL, from clouds.yaml's `<service>_endpoint_override` (may hold
+    # `%(project_id)s`); used instead of the catalog's endpoint for that service.
+    endpoint_overrides: Mapping[str, str] = field(default_factory=dict)
+
+
+def session_for_cloud(cloud_name: str | None) -> Connection:
+    """One keystoneauth1 session from clouds.yaml (``cloud_name``) or the ``OS_*`` variables."""
+    from openstack import config as os_config
+    from openstack import exceptions as os_exc
+
+    try:
+        region = os_config.OpenStackConfig().get_one(cloud=cloud_name)
+        session = region.get_session()
+    except os_exc.OpenStackCloudException as error:
+        where = f"cloud {cloud_name!r}" if cloud_name else "the OS_* environment variables"
+        raise CloudError(f"cannot load credentials from {where}: {_message(error)}") from None
+    except ks_exc.ClientException as error:
+        raise translate("authentication", error) from None
+    overrides = {service: region.get_endpoint(service) for service in OVERRIDABLE_SERVICES}
+    interface = region.get_interface()
+    if isinstance(interface, list):  # a list names the interfaces to try: the first wins
+        interface = interface[0] if interface else None
+    return Connection(
+        session=session,
+        interface=interface,
+        region_name=region.get_region_name() or None,
+        name=cloud_name or "OS_* environment",
+        endpoint_overrides={k: v for k, v in overrides.items() if v},
+    )
+
+
+def known_clouds() -> list[str]:
+    """The cloud names clouds.yaml defines (openstacksdk's search path)."""
+    from openstack import config as os_config
+    from openstack import exceptions as os_exc
+
+    try:
+        return list(os_config.OpenStackConfig().get_cloud_names())
+    except os_exc.OpenStackCloudException:
+        return []
+
+
+def session_from_entry(name: str, entry: Mapping[str, Any]) -> Connection:
+    """A session from a clouds.yaml entry given as data (the sandbox's)."""
+    auth = dict(entry.get("auth", {}))
+    loader: Any = ks_loading.get_plugin_loader(entry.get("auth_type", "password"))
+    plugin = loader.load_from_options(**auth)
+    return Connection(
+        session=ks_session.Session(auth=plugin),
+        interface=entry.get("interface"),
+        region_name=entry.get("region_name"),
+        name=name,
+        endpoint_overrides={
+            service: str(entry[f"{service}_endpoint_override"])
+            for service in OVERRIDABLE_SERVICES if entry.get(f"{service}_endpoint_override")
+        },
+    )
+
+
+def _stack(raw: Any) -> Stack:
+    info = raw.to_dict() if hasattr(raw, "to_dict") else dict(raw)
+    outputs = {
+        o.get("output_key"): o.get("output_value") for o in info.get("outputs") or []
+    }
+    return Stack(
+        id=info["id"],
+        name=info.get("stack_name", ""),
+        status=info.get("stack_status", ""),
+        reason=info.get("stack_status_reason") or "",
+        parameters=dict(info.get("parameters") or {}),
+        outputs=outputs,
+    )
+
+
+def _link_id(links: Any, rel: str) -> str:
+    for link in links or []:
+        if link.get("rel") == rel:
+            return str(link.get("href", "")).rstrip("/").rsplit("/", 1)[-1]
+    return ""
+
+
+def _resource(raw: Any) -> Resource:
+    info = raw.to_dict() if hasattr(raw, "to_dict") else dict(raw)
+    return Resource(
+        name=info.get("resource_name", ""),
+        type=info.get("resource_type", ""),
+        status=info.get("resource_status", ""),
+        reason=info.get("resource_status_reason") or "",
+        physical_id=info.get("physical_resource_id") or "",
+        stack_id=_link_id(info.get("links"), "stack"),
+        parent=info.get("parent_resource") or "",
+        attributes=dict(info.get("attributes") or {}),
+        created=str(info.get("creation_time") or ""),
+    )
+
+
+def _event(raw: Any) -> Event:
+    info = raw.to_dict() if hasattr(raw, "to_dict") else dict(raw)
+    return Event(
+        id=str(info.get("id", "")),
+        time=str(info.get("event_time", "")),
+        resource=info.get("resource_name", ""),
+        status=info.get("resource_status", ""),
+        reason=info.get("resource_status_reason") or "",
+        stack=str(info.get("stack_name") or ""),
+        physical_id=str(info.get("physical_resource_id") or ""),
+    )
+
+
+def _names(changes: Mapping[str, Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for kind in ("added", "updated", "replaced", "deleted", "unchanged"):
+        out[kind] = sorted(
+            r.get("resource_name", "") if isinstance(r, Mapping) else str(r)
+            for r in changes.get(kind, [])
+        )
+    return out
+
+
+def _flatten(resources: Any) -> list[Any]:
+    flat: list[Any] = []
+    for item in resources or []:
+        if isinstance(item, list):
+            flat.extend(_flatten(item))
+        else:
+            flat.append(item)
+    return flat
+
+
+_HEAT_ONLY_FIELDS = ("stack_name", "disable_rollback", "timeout_mins")
+
+
+class OpenStackCloud:
+    """:class:`heatgen.cloud.Cloud` over python-heatclient and aodhclient, one session."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        kwargs: dict[str, Any] = {"session": connection.session}
+        if connection.interface:
+            kwargs["interface"] = connection.interface
+        if connection.region_name:
+            kwargs["region_name"] = connection.region_name
+        self._client_kwargs = kwargs
+        self.heat = heat_client.Client("1", **self._service_kwargs("orchestration"))
+        self._aodh: Any = None
+
+    @property
+    def aodh(self) -> Any:
+        if self._aodh is None:
+            from aodhclient import client as aodh_client
+
+            self._aodh = aodh_client.Client("2", **self._service_kwargs("alarming"))
+        return self._aodh
+
+    def _service_kwargs(self, service: str) -> dict[str, Any]:
+        override = self.connection.endpoint_overrides.get(service)
+        return {**self._client_kwargs, **({"endpoint_override": override} if override else {})}
+
+    @_reads("read the stack")
+    def get_stack(self, name_or_id: str) -> Stack | None:
+        try:
+            return _stack(self.heat.stacks.get(name_or_id))
+        except heat_exc.HTTPNotFound:
+            return None
+
+    def has_service(self, service_type: str) -> bool:
+        """Whether the catalog (or clouds.yaml) names an endpoint of ``service_type``."""
+        if service_type in self.connection.endpoint_overrides:
+            return True
+        try:
+            endpoint = self.connection.session.get_endpoint(
+                service_type=service_type, **{k: v for k, v in self._client_kwargs.items()
+                                              if k in ("interface", "region_name")})
+        except (ks_exc.EndpointNotFound, ks_exc.EmptyCatalog):
+            return False
+        except ks_exc.ClientException as error:
+            raise translate(f"read the catalog for {service_type}", error) from None
+        return bool(endpoint)
+
+    @_reads("validate the templates on the server")
+    def validate(self, fields: Mapping[str, Any]) -> None:
+        body = {k: v for k, v in fields.items() if k not in _HEAT_ONLY_FIELDS}
+        self.heat.stacks.validate(**body)
+
+    def create_stack(self, fields: Mapping[str, Any]) -> str:
+        created = _write("create the stack", lambda: self.heat.stacks.create(**fields))
+        return str(created["stack"]["id"])
+
+    def update_stack(self, stack_id: str, fields: Mapping[str, Any], patch: bool) -> None:
+        _write(
+            "update the stack",
+            lambda: self.heat.stacks.update(stack_id, existing=patch, **fields),
+        )
+
+    @_reads("preview the stack")
+    def preview_create(self, fields: Mapping[str, Any]) -> list[Resource]:
+        preview = self.heat.stacks.preview(**fields)
+        info = preview.to_dict() if hasattr(preview, "to_dict") else dict(preview)
+        return [_resource(r) for r in _flatten(info.get("resources"))]
+
+    @_reads("preview the update")
+    def preview_update(
+        self, stack_id: str, fields: Mapping[str, Any], patch: bool
+    ) -> dict[str, list[str]]:
+        answer = self.heat.stacks.preview_update(stack_id, existing=patch, **fields)
+        return _names(answer.get("resource_changes", {}))
+
+    def delete_stack(self, stack_id: str) -> None:
+        try:
+            self.heat.stacks.delete(stack_id)
+        except heat_exc.HTTPNotFound:
+            return
+        except _CLIENT_ERRORS as error:
+            raise translate("delete the stack", error) from None
+
+    @_reads("read the deployed templates")
+    def deployed_definition(self, stack_id: str) -> Definition:
+        stack = self.heat.stacks.get(stack_id, resolve_outputs=False)
+        environment = self.heat.stacks.environment(stack_id) or {}
+        return Definition(
+            template=self.heat.stacks.template(stack_id) or {},
+            parameters=dict(getattr(stack, "parameters", {}) or {}),
+            files=dict(self.heat.stacks.files(stack_id) or {}),
+            registry=dict(environment.get("resource_registry") or {}),
+        )
+
+    @_reads("list the stack's events")
+    def events(self, stack_id: str, after: str | None) -> list[Event] | None:
+        kwargs: dict[str, Any] = {"sort_dir": "asc", "nested_depth": 2}
+        if after:
+            kwargs["marker"] = after
+        try:
+            return [_event(e) for e in self.heat.events.list(stack_id, **kwargs)]
+        except heat_exc.HTTPNotFound:
+            return None
+
+    @_reads("list the stack's resources")
+    def resources(self, stack_id: str, nested_depth: int) -> list[Resource]:
+        try:
+            listed = self.heat.resources.list(stack_id, nested_depth=nested_depth)
+        except heat_exc.HTTPNotFound:
+            return []
+        return [_resource(r) for r in listed]
+
+    @_reads("read a resource attribute")
+    def resource_attribute(self, stack_id: str, resource: str, attribute: str) -> Any:
+        shown = self.heat.resources.get(stack_id, resource, with_attr=[attribute])
+        return (getattr(shown, "attributes", None) or {}).get(attribute)
+
+    def mark_unhealthy(self, stack_id: str, resource: str, unhealthy: bool, reason: str) -> None:
+        _write(
+            f"mark {resource} {'unhealthy' if unhealthy else 'healthy'}",
+            lambda: self.heat.resources.mark_unhealthy(stack_id, resource, unhealthy, reason),
+        )
+
+    def signal_wait_handle(self, endpoint: str, token: str, body: Mapping[str, Any]) -> None:
+        _write(
+            "signal the wait condition",
+            lambda: self.connection.session.post(
+                endpoint, json=dict(body), authenticated=False,
+                headers={"X-Auth-Token": token, "Accept": "application/json"},
+            ),
+        )
+
+    @_reads("list the stack's alarms")
+    def alarms(self, stack_id: str) -> list[Alarm]:
+        resources = [
+            r for r in self.heat.resources.list(stack_id, nested_depth=0)
+            if r.resource_type.startswith("OS::Aodh::") and r.physical_resource_id
+        ]
+        if resources and not self.has_service("alarming"):
+            raise ServiceMissing("alarming", "Aodh")
+        found = []
+        for resource in resources:
+            raw = self.aodh.alarm.get(resource.physical_resource_id)
+            rule_key = next((k for k in raw if k.endswith("_rule")), "")
+            found.append(
+                Alarm(
+                    id=raw["alarm_id"], name=resource.resource_name, type=raw.get("type", ""),
+                    state=raw.get("state", ""), state_timestamp=raw.get("state_timestamp", ""),
+                    description=raw.get("description", ""), rule=raw.get(rule_key, {}),
+                    actions=list(raw.get("alarm_actions", [])),
+                )
+            )
+        return found
+
+    @_reads("read the alarm's history")
+    def alarm_history(self, alarm_id: str) -> list[dict[str, Any]]:
+        return list(self.aodh.alarm_history.get(alarm_id))

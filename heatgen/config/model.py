@@ -1,0 +1,191 @@
+"""The site config's model: what a valid site is, as pydantic models and enums.
+
+Unknown keys are errors (``extra="forbid"``) so that a typo never passes silently. Rules that
+span fields are checked in :mod:`heatgen.config.validate`, beside the type errors.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+# Heat's own limits and the template versions heatgen can emit (conditions need 2016-10-14).
+HEAT_TEMPLATE_VERSIONS = (
+    "2016-10-14",
+    "2017-02-24",
+    "2017-09-01",
+    "2018-03-02",
+    "2018-08-31",
+    "2021-04-16",
+)
+WAIT_TIMEOUT_MAX = 43200
+
+SITE_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_.-]*$"
+CONDOR_VERSION_PATTERN = r"^[0-9]+\.(x|[0-9]+)$"
+# The boot payload drops ANONYMOUS and CLAIMTOBE, which needs HTCondor 24 on every node.
+CONDOR_MIN_MAJOR = 24
+# Heat replaces these markers in the boot payload; user text must not contain them.
+MARKER_PREFIX = "__HEATGEN_"
+# User text in the payload, so that master and worker user data stay under Nova's 64 KiB.
+USER_TEXT_BUDGET = 24 * 1024
+
+
+class Telemetry(str, Enum):
+    GNOCCHI = "gnocchi"
+    PROMETHEUS = "prometheus"
+    NONE = "none"
+
+
+class ScaleIn(str, Enum):
+    ALARM = "alarm"
+    GUARDED = "guarded"
+    OFF = "off"
+
+
+class OsFamily(str, Enum):
+    EL9 = "el9"
+    UBUNTU_2204 = "ubuntu22.04"
+    UBUNTU_2404 = "ubuntu24.04"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+Name = Annotated[str, Field(min_length=1, max_length=255)]
+PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+
+
+class Network(_Model):
+    private_network: Name
+    private_subnet: Name
+    floating_network: Name
+    ssh_cidr: str = "0.0.0.0/0"
+
+    @field_validator("ssh_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_network(value, strict=True))
+        except ValueError as exc:
+            raise ValueError(
+                f"must be a network in CIDR form such as 192.0.2.0/24 ({exc})"
+            ) from None
+
+
+class Master(_Model):
+    image: Name
+    flavor: Name
+    os: OsFamily = OsFamily.EL9
+    volume_size: Annotated[int, Field(strict=True, gt=0, le=16384)] | None = None
+
+
+class Workers(_Model):
+    image: Name
+    flavor: Name
+    os: OsFamily = OsFamily.EL9
+    vcpus: Annotated[int, Field(strict=True, gt=0, le=1024)]
+    min: Annotated[int, Field(strict=True, ge=0, le=10000)]
+    max: Annotated[int, Field(strict=True, ge=1, le=10000)]
+    desired: Annotated[int, Field(strict=True, ge=0, le=10000)]
+
+
+Percent = Annotated[float, Field(strict=False, gt=0, le=100)]
+
+
+class Autoscaling(_Model):
+    telemetry: Telemetry = Telemetry.GNOCCHI
+    cpu_high: Percent = 50
+    cpu_low: Percent = 10
+    granularity: Annotated[int, Field(strict=True, gt=0, le=86400)] = 300
+    evaluation_periods: Annotated[int, Field(strict=True, ge=1, le=100)] = 2
+    cooldown: Annotated[int, Field(strict=True, ge=0, le=86400)] = 60
+    scale_up_step: Annotated[int, Field(strict=True, ge=1, le=1000)] = 1
+    scale_down_step: Annotated[int, Field(strict=True, ge=1, le=1000)] = 1
+    scale_in: ScaleIn = ScaleIn.ALARM
+
+    @field_validator("cpu_high", "cpu_low", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if as_number(value) is None:
+            raise ValueError("must be a number")
+        return value
+
+
+class Condor(_Model):
+    pool_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=63)]
+    version: Annotated[str, Field(pattern=CONDOR_VERSION_PATTERN)] = "24.0"
+    start: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    extra_config: list[Annotated[str, Field(max_length=4096)]] = []
+    slots: Literal["partitionable", "static"] = "partitionable"
+
+    @field_validator("version")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if int(value.partition(".")[0]) < CONDOR_MIN_MAJOR:
+            raise ValueError(
+                f"must be {CONDOR_MIN_MAJOR}.0 or newer: the boot payload relies on "
+                f"HTCondor {CONDOR_MIN_MAJOR}'s token-only security"
+            )
+        return value
+
+    @field_validator("start")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and "\n" in value:
+            raise ValueError("must be a single-line ClassAd expression")
+        if value is not None and MARKER_PREFIX in value:
+            raise ValueError(f"must not contain {MARKER_PREFIX!r}: Heat replaces it at boot")
+        return value
+
+    @field_validator("extra_config")
+    @classmethod
+    def _config_lines(cls, lines: list[str], info: ValidationInfo) -> list[str]:
+        for index, line in enumerate(lines):
+            if "\n" in line:
+                raise ValueError(f"item {index}: must be a single configuration line")
+            if MARKER_PREFIX in line:
+                raise ValueError(
+                    f"item {index}: must not contain {MARKER_PREFIX!r}: Heat replaces it at boot"
+                )
+        start = info.data.get("start") or ""
+        size = sum(len(text.encode("utf-8")) + 7 for text in [start, *lines])
+        if size > USER_TEXT_BUDGET:
+            raise ValueError(
+                f"{size} bytes of HTCondor configuration (with condor.start) do not fit the "
+                f"user data Nova accepts: at most {USER_TEXT_BUDGET}"
+            )
+        return lines
+
+
+class Site(_Model):
+    """A validated site config."""
+
+    site: Annotated[str, Field(pattern=SITE_NAME_PATTERN, max_length=60)]
+    cloud: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    heat_template_version: str = "2021-04-16"
+    keypair: Name
+    network: Network
+    master: Master
+    workers: Workers
+    autoscaling: Autoscaling = Autoscaling()
+    condor: Condor
+    wait_timeout: Annotated[int, Field(strict=True, ge=1, le=WAIT_TIMEOUT_MAX)] = 1800
+
+    @field_validator("heat_template_version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> Any:
+        text = str(value)
+        if text not in HEAT_TEMPLATE_VERSIONS:
+            raise ValueError(f"must be one of {', '.join(HEAT_TEMPLATE_VERSIONS)}")
+        return text
+
+
+
+def as_number(value: Any) -> float | None:
+    """``value`` as a float if it is a YAML number (booleans are not), else None."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok else None

@@ -1,0 +1,79 @@
+"""Reading a grid: its stack, status (members, outputs, events, alarm states) and outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from heatgen.cloud.group import Member, group_members
+from heatgen.cloud.interface import Cloud, Event, Stack
+from heatgen.config import Site
+from heatgen.contract import SECRET_OUTPUTS
+from heatgen.errors import NotDeployed
+from heatgen.redact import redact_url
+
+
+def require_stack(cloud: Cloud, site: Site) -> Stack:
+    stack = cloud.get_stack(site.site)
+    if stack is None:
+        raise NotDeployed(f"stack {site.site} does not exist in this cloud; run `heatgen deploy`")
+    return stack
+
+
+def shown_outputs(stack: Stack, show_secrets: bool) -> dict[str, Any]:
+    out = dict(sorted(stack.outputs.items()))
+    if not show_secrets:
+        for key in SECRET_OUTPUTS & set(out):
+            out[key] = redact_url(out[key])
+    return out
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    stack: Stack
+    members: list[Member]
+    outputs: Mapping[str, Any]
+    events: list[Event]
+    # name -> Aodh state (alarm/ok/insufficient data); "unavailable: ..." without Aodh.
+    alarms: Mapping[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stack": {"name": self.stack.name, "id": self.stack.id,
+                      "status": self.stack.status, "reason": self.stack.reason},
+            "workers": {
+                "count": len(self.members),
+                "members": [
+                    {"name": m.name, "status": m.status, "server_id": m.server_id or "",
+                     "reason": m.reason}
+                    for m in self.members
+                ],
+            },
+            "master": {
+                "floating_ip": self.outputs.get("master_floating_ip"),
+                "private_ip": self.outputs.get("master_private_ip"),
+            },
+            "outputs": dict(self.outputs),
+            "events": [e.__dict__ for e in self.events],
+            "alarms": dict(self.alarms),
+        }
+
+
+def status(
+    cloud: Cloud, site: Site, show_secrets: bool = False, last_events: int = 5
+) -> StatusReport:
+    stack = require_stack(cloud, site)
+    events = (cloud.events(stack.id, after=None) or [])[-last_events:]
+    return StatusReport(stack, group_members(cloud, stack), shown_outputs(stack, show_secrets),
+                        events, _alarm_states(cloud, stack))
+
+
+def _alarm_states(cloud: Cloud, stack: Stack) -> dict[str, str]:
+    """Alarm states are extra information: a cloud without Aodh must not fail `status`."""
+    try:
+        return {alarm.name: alarm.state for alarm in cloud.alarms(stack.id)}
+    except Exception as error:  # noqa: BLE001 - aodhclient raises its own exception types
+        return {"*": f"unavailable: {type(error).__name__}"}
+
+

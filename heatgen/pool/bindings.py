@@ -1,0 +1,143 @@
+"""The pool asked through the ``htcondor2`` Python bindings, imported only when used (so
+heatgen works without them)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from heatgen.errors import CloudError
+from heatgen.pool.classad import STARTD_ATTRIBUTES, Expression, parse_startd_ads
+from heatgen.pool.model import Machine
+from heatgen.pool.ssh import DRAIN_REASON
+
+
+def _plain_value(value: Any, classad2: Any) -> Any:
+    """A value read from a ``classad2.ClassAd`` as the plain data :func:`parse_startd_ads`
+    reads (what ``condor_status -json`` would have printed)."""
+    if isinstance(value, classad2.ExprTree):
+        return Expression(str(value))
+    if isinstance(value, classad2.ClassAd):
+        return {key: _plain_value(value[key], classad2) for key in value}
+    if isinstance(value, list):
+        return [_plain_value(item, classad2) for item in value]
+    if isinstance(value, classad2.Value):
+        return None if value == classad2.Value.Undefined else Expression("error")
+    return value
+
+
+class BindingsPool:
+    """Asks a collector directly through the ``htcondor2`` Python bindings.
+
+    Useful where the collector is reachable (on the master, or in the sandbox); from outside a
+    grid, port 9618 is closed and :class:`SshPool` is the way in.
+
+    Authentication: with ``token`` (the token itself) or ``token_file`` (a file holding one),
+    the collector is asked with ``htcondor2.SecurityContext(token=...)`` where the bindings
+    have it, and every call runs with ``SEC_TOKEN_DIRECTORY`` pointed at a private temporary
+    directory holding the token, because ``htcondor2.Startd`` takes no security context (it
+    reads the process configuration). Without either, the bindings use the local HTCondor
+    configuration as any HTCondor tool would. The token needs READ for queries and
+    ADMINISTRATOR on the startds for draining.
+    """
+
+    def __init__(
+        self,
+        collector_host: str,
+        token: str | None = None,
+        *,
+        token_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.collector_host = collector_host
+        self._token = token
+        self._token_file = token_file
+
+    def _read_token(self) -> str | None:
+        if self._token is not None:
+            return self._token.strip()
+        if self._token_file is None:
+            return None
+        try:
+            return Path(self._token_file).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise CloudError(
+                f"cannot read the HTCondor token file {os.fspath(self._token_file)}: "
+                f"{error.strerror}"
+            ) from error
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[tuple[Any, Any, Any]]:
+        """(htcondor2, classad2, collector) with the token configured, errors as CloudError."""
+        try:
+            classad2 = importlib.import_module("classad2")
+            htcondor2 = importlib.import_module("htcondor2")
+        except ImportError as error:
+            raise CloudError(
+                "the htcondor Python bindings are not installed (pip install htcondor)"
+            ) from error
+        token = self._read_token()
+        with contextlib.ExitStack() as stack:
+            security = None
+            if token:
+                stack.enter_context(_token_directory(htcondor2, token))
+                context_type = getattr(htcondor2, "SecurityContext", None)
+                if context_type is not None:
+                    security = context_type(token=token)
+            try:
+                if security is not None:
+                    collector = htcondor2.Collector(self.collector_host, security=security)
+                else:
+                    collector = htcondor2.Collector(self.collector_host)
+                yield htcondor2, classad2, collector
+            except htcondor2.HTCondorException as error:
+                raise CloudError(
+                    f"the HTCondor collector at {self.collector_host} failed: {error}"
+                ) from error
+
+    def machines(self) -> list[Machine]:
+        with self._session() as (htcondor2, classad2, collector):
+            ads = collector.query(htcondor2.AdTypes.Startd, projection=list(STARTD_ATTRIBUTES))
+            plain = [{key: _plain_value(ad[key], classad2) for key in ad} for ad in ads]
+        return parse_startd_ads(plain)
+
+    def drain(self, machines: Sequence[str], graceful: bool = True) -> None:
+        """The bindings' equivalent of ``condor_drain -graceful`` (``-quick`` when not
+        graceful): find the startd's address in a slot ad, then ask it to drain."""
+        with self._session() as (htcondor2, classad2, collector):
+            drain_type = htcondor2.DrainType.Graceful if graceful else htcondor2.DrainType.Quick
+            for machine in machines:
+                ads = collector.query(
+                    htcondor2.AdTypes.Startd,
+                    constraint=f"Machine == {classad2.quote(machine)}",
+                    projection=["Machine", "MyAddress", "Name"],
+                )
+                located = [ad for ad in ads if "MyAddress" in ad]
+                if not located:
+                    raise CloudError(f"the pool at {self.collector_host} does not list {machine}")
+                htcondor2.Startd(located[0]).drainJobs(drain_type=drain_type, reason=DRAIN_REASON)
+
+
+@contextlib.contextmanager
+def _token_directory(htcondor2: Any, token: str) -> Iterator[None]:
+    """Point the bindings' ``SEC_TOKEN_DIRECTORY`` at a private directory holding ``token``
+    for the duration, then restore the previous setting and delete the directory."""
+    param = htcondor2.param
+    previous = param.get("SEC_TOKEN_DIRECTORY")
+    with tempfile.TemporaryDirectory(prefix="heatgen-token-") as directory:
+        path = Path(directory, "heatgen")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(token + "\n")
+        param["SEC_TOKEN_DIRECTORY"] = directory
+        try:
+            yield
+        finally:
+            if previous is None:
+                del param["SEC_TOKEN_DIRECTORY"]
+            else:
+                param["SEC_TOKEN_DIRECTORY"] = previous

@@ -1,0 +1,126 @@
+"""The pool asked over ssh: ``condor_status`` and ``condor_drain`` run on the master."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Callable, Sequence
+
+from heatgen.errors import CloudError
+from heatgen.pool.classad import STARTD_ATTRIBUTES, parse_condor_status_json
+from heatgen.pool.model import Machine
+
+DRAIN_REASON = "heatgen scale-in"
+
+_SSH_OPTIONS: tuple[str, ...] = ("BatchMode=yes", "ConnectTimeout=15")
+# Trust on first use: the master's floating IP is new with every stack, and a changed key
+# for a known address still fails loudly.
+DEFAULT_HOST_KEY_POLICY = "accept-new"
+
+Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def _stderr_summary(stderr: str | bytes | None) -> str:
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode("utf-8", "replace")
+    lines = [
+        line.strip()
+        for line in (stderr or "").splitlines()
+        if line.strip() and not line.startswith("Warning: Permanently added")
+    ]
+    summary = " / ".join(lines[-3:])
+    return summary if len(summary) <= 300 else "..." + summary[-297:]
+
+
+class SshPool:
+    """Asks the pool through ``condor_status`` and ``condor_drain`` on the master, over ssh.
+
+    The master is the only VM with a public address and already holds the pool's client
+    configuration and credentials, so nothing about HTCondor security has to exist on the
+    operator's machine. ssh runs with ``BatchMode=yes`` (a password prompt would hang),
+    a connect timeout and a deadline for the whole command.
+
+    The query is plain ``condor_status -json`` (slot ads), not ``condor_status -startd``:
+    since HTCondor 23.2 a startd can also advertise one "StartDaemon" ad per machine, and
+    ``-startd`` selects those, which carry no slot state.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        user: str = "root",
+        identity_file: str | os.PathLike[str] | None = None,
+        runner: Runner = subprocess.run,
+        *,
+        timeout: float = 60.0,
+        host_key_policy: str = DEFAULT_HOST_KEY_POLICY,
+        sudo: bool = False,
+    ) -> None:
+        if not host or not user:
+            raise CloudError("SshPool needs a host and a user")
+        self.host = host
+        self.user = user
+        self.identity_file = os.fspath(identity_file) if identity_file is not None else None
+        self.runner = runner
+        self.timeout = timeout
+        self.host_key_policy = host_key_policy
+        self.sudo = sudo
+
+    @property
+    def target(self) -> str:
+        return f"{self.user}@{self.host}"
+
+    def ssh_argv(self, remote: Sequence[str]) -> list[str]:
+        """The exact ssh command line that runs ``remote`` on the master."""
+        argv = ["ssh"]
+        for option in (*_SSH_OPTIONS, f"StrictHostKeyChecking={self.host_key_policy}"):
+            argv += ["-o", option]
+        if self.identity_file is not None:
+            argv += ["-o", "IdentitiesOnly=yes", "-i", self.identity_file]
+        command = ["sudo", "-n", *remote] if self.sudo else list(remote)
+        return [*argv, "--", self.target, shlex.join(command)]
+
+    def _run(self, what: str, remote: Sequence[str]) -> str:
+        try:
+            result = self.runner(
+                self.ssh_argv(remote),
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except FileNotFoundError as error:
+            raise CloudError("cannot run ssh: it is not installed or not on PATH") from error
+        except subprocess.TimeoutExpired as error:
+            raise CloudError(
+                f"{what} on {self.target} did not finish within {self.timeout:g} s"
+            ) from error
+        if result.returncode == 255:
+            raise CloudError(
+                f"ssh to {self.target} failed: {_stderr_summary(result.stderr) or 'no message'}"
+            )
+        if result.returncode != 0:
+            detail = _stderr_summary(result.stderr) or "no message"
+            raise CloudError(
+                f"{what} on {self.target} failed with exit status {result.returncode}: {detail}"
+            )
+        return result.stdout or ""
+
+    def machines(self) -> list[Machine]:
+        remote = ["condor_status", "-json", "-attributes", ",".join(STARTD_ATTRIBUTES)]
+        output = self._run("condor_status", remote)
+        try:
+            return parse_condor_status_json(output)
+        except CloudError as error:
+            raise CloudError(f"condor_status on {self.target}: {error}") from error
+
+    def drain(self, machines: Sequence[str], graceful: bool = True) -> None:
+        """``condor_drain`` each machine; ``graceful=False`` means ``-quick`` (evict now, with
+        the usual vacate time) rather than ``-fast`` (hard kill)."""
+        schedule = "-graceful" if graceful else "-quick"
+        for machine in machines:
+            remote = ["condor_drain", schedule, "-reason", DRAIN_REASON, machine]
+            self._run(f"condor_drain {machine}", remote)
+

@@ -1,0 +1,172 @@
+"""Guarded scale-in: shrink the worker group without removing a busy worker.
+
+Heat's AutoScalingGroup removes FAILED/CHECK_FAILED members first, then the oldest. So heatgen
+asks the pool which workers are idle (:mod:`heatgen.scalein.choice` chooses), marks exactly the
+chosen members unhealthy on the group's nested stack, looks at the pool once more and unmarks
+any that were claimed meanwhile, then PATCHes the group to an *absolute* size. A ScalingPolicy's
+-N is never used: it counts only healthy members, so it would remove the marked ones *and* the
+oldest healthy one. If anything fails after marking, every mark is taken back, because Heat
+replaces CHECK_FAILED members on the next update.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from heatgen.cloud.group import Member, group_members
+from heatgen.cloud.interface import Cloud, Stack
+from heatgen.errors import HeatgenError, UsageError, WaitTimeout
+from heatgen.pool import PoolQuery
+from heatgen.scalein import choice as scalein
+
+MARK_REASON = "heatgen scale-in: idle worker chosen for removal"
+UNMARK_REASON = "heatgen scale-in: kept after all"
+DRAIN_POLL = 10.0
+
+
+@dataclass(frozen=True)
+class ScaleInPlan:
+    """Which members go, which busy ones stay, and what the group's size becomes."""
+
+    members: tuple[Member, ...]
+    choice: scalein.Choice
+    forced: tuple[str, ...] = ()
+    drained: tuple[str, ...] = ()
+
+    @property
+    def removed(self) -> tuple[str, ...]:
+        return (*(v.member.name for v in self.choice.chosen), *self.forced)
+
+    @property
+    def not_removable(self) -> tuple[scalein.Verdict, ...]:
+        """Every member the pool says must stay (busy, draining, or not to be trusted)."""
+        forced = set(self.forced)
+        return tuple(v for v in self.choice.kept if v.member.name not in forced)
+
+    @property
+    def busy_kept(self) -> tuple[scalein.Verdict, ...]:
+        """The members that would have had to go for the size asked for, but are busy."""
+        shortfall = max(0, self.choice.needed - len(self.forced))
+        return self.not_removable[:shortfall]
+
+    @property
+    def target_size(self) -> int:
+        return len(self.members) - len(self.removed)
+
+    def lines(self) -> list[str]:
+        lines = [f"remove {v.member.name} ({v.reason})" for v in self.choice.chosen]
+        lines += [f"REMOVE BUSY {name} (--force)" for name in self.forced]
+        lines += [f"keep   {v.member.name} ({v.reason})" for v in self.not_removable]
+        lines += [f"kept   {name}: claimed between the choice and the removal"
+                  for name in self.choice.dropped]
+        return lines
+
+
+@dataclass(frozen=True)
+class ScaleInOptions:
+    force: bool = False
+    drain: bool = False
+    drain_timeout: float = 3600.0
+    now: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+def choose(
+    cloud: Cloud, stack: Stack, pool: PoolQuery, target: int, options: ScaleInOptions,
+    note: Callable[[str], None],
+) -> ScaleInPlan:
+    """Decide which members to remove to reach ``target``; drain or force if asked."""
+    members = tuple(group_members(cloud, stack))
+    remove = len(members) - target
+    if remove <= 0:
+        raise UsageError(f"the group has {len(members)} workers; nothing to remove for {target}")
+    choice = scalein.choose_removals(members, pool.machines(), remove,
+                                     options.now())
+    forced: tuple[str, ...] = ()
+    drained: tuple[str, ...] = ()
+    if choice.needed and options.drain:
+        candidates = [v for v in choice.kept if v.in_pool][: choice.needed]
+        drained = tuple(v.member.name for v in candidates)
+        machines = [m for v in candidates for m in v.machines]
+        note(f"draining {', '.join(drained)} gracefully (condor_drain -graceful) before removal")
+        pool.drain(machines, graceful=True)
+        choice = _wait_drained(pool, members, remove, drained, options, note)
+    if choice.needed and options.force:
+        forced = tuple(v.member.name for v in choice.kept[: choice.needed])
+        for name in forced:
+            note(f"WARNING: --force removes BUSY worker {name}: its running jobs are lost")
+    return ScaleInPlan(members, choice, forced, drained)
+
+
+def _wait_drained(
+    pool: PoolQuery, members: Sequence[Member], remove: int, drained: Sequence[str],
+    options: ScaleInOptions, note: Callable[[str], None],
+) -> scalein.Choice:
+    deadline = options.monotonic() + options.drain_timeout
+    wanted = set(drained)
+    while True:
+        choice = scalein.choose_removals(members, pool.machines(), remove,
+                                         options.now())
+        chosen = {v.member.name for v in choice.chosen}
+        if wanted <= chosen or not choice.needed:
+            return choice
+        if options.monotonic() >= deadline:
+            busy = sorted(wanted - chosen)
+            raise WaitTimeout(
+                f"{', '.join(busy)} still run jobs after {options.drain_timeout:.0f} s of "
+                "draining; nothing was removed (the drain goes on in HTCondor)"
+            )
+        note(f"waiting for {', '.join(sorted(wanted - chosen))} to finish draining")
+        options.sleep(DRAIN_POLL)
+
+
+def mark(cloud: Cloud, plan: ScaleInPlan, names: Sequence[str], unhealthy: bool) -> None:
+    by_name = {m.name: m for m in plan.members}
+    for name in names:
+        member = by_name[name]
+        cloud.mark_unhealthy(member.nested_stack_id, name, unhealthy,
+                             MARK_REASON if unhealthy else UNMARK_REASON)
+
+
+def recheck(pool: PoolQuery, plan: ScaleInPlan, options: ScaleInOptions) -> ScaleInPlan:
+    """Right before the PATCH: drop chosen members whose machines were claimed meanwhile."""
+    fresh = scalein.recheck(plan.choice, pool.machines(), options.now())
+    return ScaleInPlan(plan.members, fresh, plan.forced, plan.drained)
+
+
+@contextmanager
+def marked(
+    cloud: Cloud, pool: PoolQuery, plan: ScaleInPlan, options: ScaleInOptions,
+    note: Callable[[str], None],
+) -> Iterator[ScaleInPlan]:
+    """Mark the chosen members unhealthy, look at the pool again and unmark any claimed since;
+    yield the plan as it stands then. The caller PATCHes the group inside the block; if
+    anything fails before the block ends, every mark still held is taken back."""
+    held: list[str] = []
+    try:
+        mark(cloud, plan, plan.removed, True)
+        held.extend(plan.removed)
+        plan = recheck(pool, plan, options)
+        claimed = [name for name in plan.choice.dropped if name in held]
+        if claimed:
+            note(f"{', '.join(claimed)} got a job since the choice; keeping them")
+            mark(cloud, plan, claimed, False)
+            for name in claimed:
+                held.remove(name)
+        yield plan
+    except BaseException:
+        _unmark_quietly(cloud, plan, held)
+        raise
+
+
+def _unmark_quietly(cloud: Cloud, plan: ScaleInPlan, names: list[str]) -> None:
+    """Take the marks back after a failure, so the next update does not replace them."""
+    for name in names:
+        try:
+            mark(cloud, plan, [name], False)
+        except HeatgenError:
+            continue

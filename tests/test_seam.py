@@ -1,0 +1,71 @@
+"""The seams hold: the fake cloud is the Cloud Protocol, the contract names what is rendered."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Protocol
+
+import pytest
+
+from heatgen import contract
+from heatgen.cloud.interface import Cloud
+from heatgen.config import load_site
+from heatgen.render import MAIN_TEMPLATE, render_site
+
+from .conftest import example_paths
+from .fakecloud import FakeCloud
+
+
+def _methods(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in inspect.getmembers(cls, inspect.isfunction)
+        if not name.startswith("_")
+    }
+
+
+def _protocol_methods() -> dict[str, inspect.Signature]:
+    return {name: sig for name, sig in _methods(Cloud).items()
+            if name not in _methods(Protocol)}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("implementation", ["fake", "openstack"])
+def test_implementations_have_every_protocol_method_with_its_parameters(
+    implementation: str,
+) -> None:
+    if implementation == "openstack":
+        openstack = pytest.importorskip("heatgen.cloud.openstack")
+        cls: type = openstack.OpenStackCloud
+    else:
+        cls = FakeCloud
+    wanted = _protocol_methods()
+    assert len(wanted) >= 15
+    have = _methods(cls)
+    for name, signature in wanted.items():
+        assert name in have, f"{cls.__name__} lacks {name}"
+        assert list(have[name].parameters) == list(signature.parameters), name
+
+
+@pytest.mark.parametrize("example", example_paths(), ids=lambda p: p.stem)
+def test_contract_names_every_output_and_resource_the_grid_renders(example: object) -> None:
+    from heatclient.common import template_format
+
+    grid = render_site(load_site(example))  # type: ignore[arg-type]
+    template = template_format.parse(grid.files[MAIN_TEMPLATE])
+    outputs = set(template["outputs"])
+    assert outputs <= set(contract.OUTPUTS)
+    assert set(contract.OUTPUTS) - outputs <= contract.OPTIONAL_OUTPUTS
+    resources = set(template["resources"])
+    named = {contract.WORKER_GROUP, contract.WAIT_HANDLE, contract.WAIT_CONDITION}
+    assert named | contract.PROTECTED_RESOURCES <= resources
+
+
+def test_grid_outputs_read_heat_values_and_tolerate_nulls() -> None:
+    read = contract.GridOutputs.of({
+        "worker_count": "3", "master_floating_ip": None,
+        "worker_server_ids": {"a": "id-a", "b": None}, "worker_private_ips": None,
+    })
+    assert read.worker_count == 3
+    assert read.master_floating_ip is None
+    assert read.worker_server_ids == {"a": "id-a"}
+    assert read.worker_private_ips == {}

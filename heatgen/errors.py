@@ -90,3 +90,7 @@ class WaitTimeout(HeatgenError):
     """A wait reached its deadline before a final state."""
 
     exit_status = ExitStatus.TIMEOUT
+
+
+class StackStalled(WaitTimeout):
+    """A wait saw no progress for too long: the operation's engine is likely gone."""

@@ -63,6 +63,10 @@ class FakeCloud:
         self.failed_resources: list[Resource] = []
         self.plan: dict[str, list[str]] = {"updated": ["workers"], "unchanged": ["master"]}
         self.signals: list[tuple[str, str, Mapping[str, Any]]] = []
+        # Heat's convergence engine takes an update while another runs (--resume relies on it).
+        self.updates_while_busy = False
+        # The group's size an update ends in (None: the worker_desired it asks for).
+        self.reaches: int | None = None
         self._ids = (f"stack-{i}" for i in itertools.count(1))
         self._events = itertools.count(1)
 
@@ -162,9 +166,13 @@ class FakeCloud:
         self.calls.append(("update_stack", {"fields": fields, "patch": patch}))
         self._maybe_fail("update_stack")
         stack = self.stacks[stack_id]
-        if stack.status.endswith("_IN_PROGRESS"):
+        if stack.status.endswith("_IN_PROGRESS") and not self.updates_while_busy:
             raise CloudError("update the stack: HTTP 409: stack is busy")
-        stack.parameters.update(fields.get("parameters", {}))
+        parameters = fields.get("parameters", {})
+        stack.parameters.update(parameters)
+        if "worker_desired" in parameters and "worker_count" in stack.outputs:
+            reached = self.reaches if self.reaches is not None else parameters["worker_desired"]
+            stack.outputs["worker_count"] = reached
         self._begin(stack, "UPDATE")
 
     def preview_create(self, fields: Mapping[str, Any]) -> list[Resource]:

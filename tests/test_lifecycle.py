@@ -3,21 +3,30 @@ waiting, outcomes. (Real deploys are proven in tests/integration against the san
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from heatgen.cloud.interface import Definition, Resource, Stack
 from heatgen.config import load_site
-from heatgen.errors import ExitStatus, StackBusy, StackFailed, UsageError, WaitTimeout
+from heatgen.errors import (
+    ExitStatus,
+    StackBusy,
+    StackFailed,
+    StackStalled,
+    UsageError,
+    WaitTimeout,
+)
 from heatgen.ops import definitions
 from heatgen.ops import fields as stackfields
 from heatgen.ops.delete import delete
-from heatgen.ops.deploy import DeployOptions, deploy, desired_for_update
-from heatgen.ops.plan import reconciled_plan
+from heatgen.ops.deploy import DeployOptions, deploy, update_capacity
+from heatgen.ops.plan import group_size_after, reconciled_plan
 from heatgen.ops.report import SilentReporter
 from heatgen.ops.scale import ScaleRequest, scale
 from heatgen.ops.wait import wait_for_stack
 from heatgen.redact import redact_url
-from heatgen.render import render_site
+from heatgen.render import RenderedGrid, render_site
 from heatgen.sandbox import hooks
 
 from .conftest import EXAMPLES
@@ -225,23 +234,102 @@ def test_unchanged_redeploy_sends_no_update() -> None:
     assert "update_stack" not in cloud.names()
 
 
+def _sized(config_desired: str, current: int) -> Stack:
+    return Stack("id", "bergen-grid", "UPDATE_COMPLETE", "",
+                 {"site_worker_desired": config_desired, "worker_desired": str(current)},
+                 {"worker_count": current})
+
+
+def _site_with(**workers: int) -> Any:
+    return SITE.model_copy(update={"workers": SITE.workers.model_copy(update=workers)})
+
+
 def test_redeploy_keeps_the_size_autoscaling_chose() -> None:
-    stack = Stack("id", "bergen-grid", "UPDATE_COMPLETE", "",
-                  {"site_worker_desired": "1", "worker_desired": "1"}, {"worker_count": 5})
-    assert desired_for_update(SITE, stack) == 5
-    changed = load_site(EXAMPLES / "thesis.yaml").model_copy(
-        update={"workers": SITE.workers.model_copy(update={"desired": 2})})
-    assert desired_for_update(changed, stack) == 5  # more than asked: deploy never shrinks
-    small = Stack("id", "bergen-grid", "UPDATE_COMPLETE", "",
-                  {"site_worker_desired": "1"}, {"worker_count": 1})
-    assert desired_for_update(changed, small) == 2  # a raised count is applied
-    beyond = Stack("id", "g", "UPDATE_COMPLETE", "", {"site_worker_desired": "1"},
-                   {"worker_count": 50})
-    assert desired_for_update(SITE, beyond) == 7  # clamped to the config's max
-    # A config that asks for fewer workers does not shrink the group through a deploy.
-    shrunk = Stack("id", "g", "UPDATE_COMPLETE", "", {"site_worker_desired": "4"},
-                   {"worker_count": 4})
-    assert desired_for_update(SITE, shrunk) == 4
+    assert update_capacity(SITE, _sized("1", 5)).parameters == {"worker_desired": 5}
+    raised = update_capacity(_site_with(desired=2), _sized("1", 1))
+    assert raised.parameters == {"worker_desired": 2} and raised.notes == ()
+
+
+def test_redeploy_with_a_lowered_desired_keeps_the_group_and_says_how_to_shrink() -> None:
+    # workers.desired 1 -> 2 while autoscaling grew the group to 3: it went *up*, and 3 stay.
+    kept = update_capacity(_site_with(desired=2), _sized("1", 3), "sites/b.yaml")
+    assert kept.parameters == {"worker_desired": 3}
+    assert kept.notes == (
+        "workers.desired changed 1 -> 2, but the group has 3 workers and a deploy never removes "
+        "workers (Heat would take the oldest, busy or not): it keeps 3. Shrink with "
+        "`heatgen scale sites/b.yaml --workers 2`, which removes only idle workers",)
+    assert update_capacity(SITE, _sized("4", 4)).parameters == {"worker_desired": 4}
+
+
+def test_redeploy_with_a_lowered_max_keeps_the_size_and_the_maximum() -> None:
+    capacity = update_capacity(_site_with(max=3), _sized("1", 5), "site.yaml")
+    assert capacity.parameters == {"worker_desired": 5, "worker_max": 5}
+    assert "`heatgen scale site.yaml --workers 3 --max 3`" in capacity.notes[0]
+    assert update_capacity(SITE, _sized("1", 50)).parameters == {
+        "worker_desired": 50, "worker_max": 50}
+
+
+def test_redeploy_with_a_lowered_max_sends_the_live_size_and_shows_the_parameters() -> None:
+    cloud = FakeCloud()
+    deployed = stackfields.definition(GRID, parameters={"worker_desired": 5})
+    stack = cloud.add_stack("bergen-grid", **{**deployed.parameters, "site_worker_desired": "1"})
+    stack.outputs = {"worker_count": 5}
+    stack.definition = deployed
+    lowered = render_site(_site_with(max=3))
+    report = Recorder()
+    planned = deploy(cloud, lowered, DeployOptions(dry_run=True), report, clock=FakeClock())
+    assert planned.plan is not None
+    # The config says 3; the stack gets 5, the group's size, so no worker is removed.
+    assert planned.plan.parameters == (("worker_max", "7", "5"),)
+    assert "parameter: worker_max 7 -> 5" in planned.plan.lines()
+    assert "  workers: 5 now, 5 after the update" in planned.plan.lines()
+    result = deploy(cloud, lowered, DeployOptions(), report, clock=FakeClock())
+    assert result.action == "updated"
+    sent = next(f for name, f in cloud.calls if name == "update_stack")["fields"]
+    overrides = sent["files"]["heatgen-overrides.yaml"]
+    assert "worker_desired: 5" in overrides and "worker_max: 5" in overrides
+    assert any("keeps the maximum at 5" in note for note in report.notes)
+
+
+def test_plan_shows_parameter_changes_and_the_group_after() -> None:
+    old = stackfields.definition(GRID, parameters={"worker_desired": 2})
+    new = stackfields.definition(GRID, parameters={"worker_desired": 4, "worker_max": 9})
+    plan = reconciled_plan({"updated": ["workers"]}, old, new, group_now=2)
+    assert ("worker_desired", "2", "4") in plan.parameters
+    assert ("worker_max", "7", "9") in plan.parameters
+    assert "parameter: worker_max 7 -> 9" in plan.lines()
+    assert (plan.group_now, plan.group_after) == (2, 4)
+
+
+def test_a_template_that_would_shrink_the_group_is_refused() -> None:
+    cloud = FakeCloud()
+    deployed = stackfields.definition(GRID, parameters={"worker_desired": 4})
+    stack = cloud.add_stack("bergen-grid", **{**deployed.parameters, "site_worker_desired": "1"})
+    stack.outputs = {"worker_count": 4}
+    stack.definition = deployed
+    text = GRID.files["grid.yaml"].replace(
+        "desired_capacity: {get_param: worker_desired}", "desired_capacity: 2")
+    assert text != GRID.files["grid.yaml"]
+    hardwired = RenderedGrid(GRID.site, {**GRID.files, "grid.yaml": text})
+    with pytest.raises(UsageError, match="would shrink the worker group from 4 to 2 workers"):
+        deploy(cloud, hardwired, DeployOptions(yes=True), SilentReporter(), clock=FakeClock())
+    assert "update_stack" not in cloud.names()
+
+
+def test_an_update_that_replaces_the_group_is_refused_while_it_has_workers() -> None:
+    cloud = FakeCloud()
+    deployed = stackfields.definition(GRID, parameters={"worker_desired": 3})
+    stack = cloud.add_stack("bergen-grid", **{**deployed.parameters, "site_worker_desired": "1"})
+    stack.outputs = {"worker_count": 3}
+    template = dict(deployed.template)
+    template["resources"] = {**template["resources"], "workers": {
+        **template["resources"]["workers"], "type": "OS::Heat::ResourceGroup"}}
+    stack.definition = Definition(template, deployed.parameters, deployed.files,
+                                  deployed.registry)
+    cloud.plan = {"replaced": ["workers"], "unchanged": ["master"]}
+    with pytest.raises(UsageError, match="all 3 workers would be removed"):
+        deploy(cloud, GRID, DeployOptions(yes=True), SilentReporter(), clock=FakeClock())
+    assert "update_stack" not in cloud.names()
 
 
 def test_plan_that_replaces_the_master_needs_yes() -> None:
@@ -261,13 +349,32 @@ def test_plan_that_replaces_the_master_needs_yes() -> None:
     assert "update_stack" in cloud.names() and "replaces master" in asked[0]
 
 
-def test_scale_past_max_is_refused_before_any_api_call() -> None:
+def test_crossed_or_negative_bounds_are_refused_before_any_api_call() -> None:
     cloud = FakeCloud()
-    with pytest.raises(UsageError, match="--workers 8 is outside min..max 1..7"):
-        scale(cloud, SITE, ScaleRequest(workers=8), SilentReporter(), clock=FakeClock())
-    with pytest.raises(UsageError, match=r"min must be <= max \(got 5 > 4\)"):
+    with pytest.raises(UsageError, match=r"--min must be <= --max \(got 5 > 4\)"):
         scale(cloud, SITE, ScaleRequest(workers=4, min=5, max=4), SilentReporter())
+    with pytest.raises(UsageError, match=r"--workers must be >= 0 \(got -1\)"):
+        scale(cloud, SITE, ScaleRequest(workers=-1), SilentReporter())
     assert cloud.calls == []
+
+
+def test_scale_checks_the_deployed_bounds_and_says_how_to_change_them() -> None:
+    cloud = FakeCloud()
+    cloud.add_stack("bergen-grid", worker_min="1", worker_max="3", worker_desired="3")
+    request = ScaleRequest(workers=4, site_label="b.yaml")
+    with pytest.raises(UsageError) as raised:
+        scale(cloud, SITE, request, SilentReporter(), clock=FakeClock())
+    assert str(raised.value) == (
+        "--workers 4 is above the maximum 3 (the stack's worker_max); raise it with "
+        "`heatgen scale b.yaml --workers 4 --max 4` (or raise workers.max and deploy)")
+    with pytest.raises(UsageError, match=r"below the minimum 1 \(the stack's worker_min\); "
+                                         r"lower it with `heatgen scale SITE.yaml --workers 0 "
+                                         r"--min 0`"):
+        scale(cloud, SITE, ScaleRequest(workers=0), SilentReporter(), clock=FakeClock())
+    assert "update_stack" not in cloud.names()
+    # The site file says max 7, but the stack's 3 is what Heat checks; --max lifts it.
+    scale(cloud, SITE, ScaleRequest(workers=4, max=4), SilentReporter(), clock=FakeClock())
+    assert cloud.stacks["stack-1"].parameters["worker_max"] == 4
 
 
 def test_scale_is_a_patch_of_only_the_capacity() -> None:
@@ -349,3 +456,104 @@ def test_redact_url_drops_signatures() -> None:
         "http://cfn:8000/v1/signal/arn%3Aopenstack/resources/scale_up_policy?<redacted>")
     assert redact_url("http://u:pw@h:1/p") == "http://h:1/p"
     assert redact_url(None) is None
+
+
+def test_scale_to_zero_parks_the_grid_and_a_size_heat_did_not_reach_is_an_error() -> None:
+    cloud = FakeCloud()
+    stack = cloud.add_stack("bergen-grid", worker_min="1", worker_max="7", worker_desired="2")
+    stack.outputs = {"worker_count": 2}
+    request = ScaleRequest(workers=0, min=0, force=True)
+    result = scale(cloud, SITE, request, SilentReporter(), clock=FakeClock())
+    assert result.action == "scaled" and stack.outputs["worker_count"] == 0
+    assert stack.parameters["worker_desired"] == 0 and stack.parameters["worker_min"] == 0
+    cloud.reaches = 0  # Heat ends the next update with the group unchanged
+    with pytest.raises(StackFailed, match="but the group has 0 workers, not 3"):
+        scale(cloud, SITE, ScaleRequest(workers=3), SilentReporter(), clock=FakeClock())
+
+
+def test_parked_group_resolves_to_zero_and_back() -> None:
+    current = stackfields.definition(GRID, parameters={"worker_desired": 0, "worker_min": 0})
+    assert group_size_after(current, 2) == 0  # desired 0 is "unset" to Heat: max 0 parks it
+    back = stackfields.definition(GRID, parameters={"worker_desired": 3})
+    assert group_size_after(back, 0) == 3
+
+
+def test_a_rerun_of_an_interrupted_scale_attaches_to_its_update() -> None:
+    cloud = FakeCloud()
+    stack = cloud.add_stack("bergen-grid", status="UPDATE_IN_PROGRESS", worker_min="1",
+                            worker_max="7", worker_desired="6")
+    stack.polls_left = 3
+    report = Recorder()
+    result = scale(cloud, SITE, ScaleRequest(workers=6), report, clock=FakeClock())
+    assert result.action == "scaled"
+    assert "update_stack" not in cloud.names()
+    assert "stack bergen-grid is already being resized to 6 workers; attaching to it" in \
+        report.notes
+    stack.status, stack.polls_left = "UPDATE_IN_PROGRESS", 3
+    with pytest.raises(StackBusy):  # another size is another operation
+        scale(cloud, SITE, ScaleRequest(workers=5), report, clock=FakeClock())
+
+
+def test_scale_without_waiting_reports_the_update_as_started() -> None:
+    cloud = FakeCloud()
+    cloud.add_stack("bergen-grid", worker_min="1", worker_max="7", worker_desired="1")
+    result = scale(cloud, SITE, ScaleRequest(workers=3, wait=False), SilentReporter(),
+                   clock=FakeClock())
+    assert result.action == "started" and result.parameters == {"worker_desired": 3}
+
+
+def test_a_wait_without_progress_stops_with_the_likely_cause_and_resume_takes_over() -> None:
+    cloud = FakeCloud(polls=10_000)  # an engine that died: the create never moves again
+    options = DeployOptions(stall_timeout=30, site_label="b.yaml")
+    clock = FakeClock()
+    with pytest.raises(StackStalled) as stalled:
+        deploy(cloud, GRID, options, SilentReporter(), clock=clock)
+    message = str(stalled.value)
+    assert "has shown no progress for 30 s" in message
+    assert "Heat engine that ran it stopped" in message
+    assert "run `heatgen deploy b.yaml --resume`" in message
+    assert stalled.value.exit_status == ExitStatus.TIMEOUT
+    assert clock.t < 60
+    stack = next(iter(cloud.stacks.values()))
+    assert stack.status == "CREATE_IN_PROGRESS"  # left alone
+    cloud.updates_while_busy, cloud.polls = True, 2
+    result = deploy(cloud, GRID, DeployOptions(resume=True), SilentReporter(), clock=clock)
+    assert result.action == "updated" and result.stack is not None
+    assert result.stack.status == "UPDATE_COMPLETE"
+    patch = next(f for name, f in cloud.calls if name == "update_stack")
+    assert patch == {"fields": {}, "patch": True}
+
+
+def test_the_wait_condition_may_take_its_own_timeout_before_a_wait_is_stalled() -> None:
+    cloud = FakeCloud(polls=10_000)
+    original = cloud.create_stack
+
+    def create(fields: dict) -> str:
+        stack_id = original(fields)
+        cloud._event(cloud.stacks[stack_id], "master_wait", "CREATE_IN_PROGRESS")
+        return stack_id
+
+    cloud.create_stack = create  # type: ignore[method-assign]
+    clock = FakeClock()
+    with pytest.raises(StackStalled):
+        deploy(cloud, GRID, DeployOptions(stall_timeout=30), SilentReporter(), clock=clock)
+    assert clock.t >= SITE.wait_timeout  # Heat ends a live wait condition itself
+
+
+def test_sandbox_deploy_without_waiting_still_sends_the_masters_signal() -> None:
+    cloud = FakeCloud(polls=6)
+    original = cloud.create_stack
+
+    def create(fields: dict) -> str:
+        stack_id = original(fields)
+        cloud._event(cloud.stacks[stack_id], "master_wait", "CREATE_IN_PROGRESS")
+        return stack_id
+
+    cloud.create_stack = create  # type: ignore[method-assign]
+    report = Recorder()
+    watcher = hooks.master(cloud, report)
+    result = deploy(cloud, GRID, DeployOptions(wait=False), report, clock=FakeClock(),
+                    watcher=watcher)
+    assert result.action == "started"
+    assert watcher.done and len(cloud.signals) == 1
+    assert result.stack is not None and result.stack.status == "CREATE_IN_PROGRESS"

@@ -115,7 +115,10 @@ def test_workers_are_tagged_with_the_parent_stack_and_have_no_public_address() -
     assert group["type"] == "OS::Heat::AutoScalingGroup"
     props = group["properties"]
     assert props["min_size"] == {"get_param": "worker_min"}
-    assert props["max_size"] == {"get_param": "worker_max"}
+    # A group asked for 0 workers is parked through its maximum (Heat reads desired 0 as unset).
+    assert props["max_size"] == {"if": ["parked", 0, {"get_param": "worker_max"}]}
+    assert parsed[MAIN_TEMPLATE]["conditions"] == {
+        "parked": {"equals": [{"get_param": "worker_desired"}, 0]}}
     assert props["desired_capacity"] == {"get_param": "worker_desired"}
     member = props["resource"]
     assert member["type"] == "HeatGen::Grid::Worker"

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -88,11 +89,20 @@ def test_clouds_entry_merges_without_losing_other_clouds(tmp_path: Path) -> None
         control.clouds_entry(config)
     settings.ensure_secrets(config)
     target = tmp_path / "clouds.yaml"
-    target.write_text("clouds:\n  prod: {auth: {auth_url: 'https://x'}}\n")
+    original = ("# my clouds\nclouds:\n  prod:  # the real one\n"
+                "    auth: {auth_url: 'https://x'}\n")
+    target.write_text(original)
     control.write_clouds_yaml(config, target)
-    data = yaml.safe_load(target.read_text())
+    text = target.read_text()
+    assert text.startswith("# my clouds\nclouds:\n  prod:  # the real one\n")
+    data = yaml.safe_load(text)
     assert set(data["clouds"]) == {"prod", settings.CLOUD_NAME}
     assert data["clouds"][settings.CLOUD_NAME]["auth"]["auth_url"] == "http://127.0.0.1:25000/v3"
+    backup = tmp_path / "clouds.yaml.bak"
+    assert backup.read_text() == original
+    assert oct(backup.stat().st_mode & 0o777) == oct(target.stat().st_mode & 0o777) == "0o600"
+    control.write_clouds_yaml(config, target)  # again: replaced, not added twice
+    assert yaml.safe_load(target.read_text()) == data
     target.write_text("- not\n- a mapping\n")
     with pytest.raises(SandboxError, match="not changed"):
         control.write_clouds_yaml(config, target)
@@ -187,3 +197,70 @@ def test_on_free_ports_gives_distinct_ports_and_telemetry_brings_postgres(tmp_pa
     assert len(set(ports)) == 6
     assert (config.backend, config.telemetry, config.start_timeout) == ("postgres", True, 300)
     assert settings.on_free_ports(tmp_path).backend == "sqlite"
+
+
+def _made_sandbox(state_dir: Path, backend: str = "sqlite") -> settings.SandboxConfig:
+    """A state dir as a stopped sandbox leaves it: settings, secrets, initialised data."""
+    config = settings.SandboxConfig(state_dir=state_dir, backend=backend)  # type: ignore[arg-type]
+    settings.save_settings(config)
+    settings.ensure_secrets(config)
+    config.data_dir.mkdir(parents=True)
+    (config.data_dir / "keystone-initialised").write_text("30.0.0\n")
+    return config
+
+
+def test_a_stopped_sandbox_is_reported_at_once_with_how_to_start_it(tmp_path: Path) -> None:
+    from heatgen.sandbox.hooks import Locator
+
+    _made_sandbox(tmp_path / "sb")
+    with pytest.raises(SandboxError) as stopped:
+        Locator(tmp_path / "sb").entry()
+    assert str(stopped.value) == (f"the heatgen sandbox in {tmp_path / 'sb'} is stopped; "
+                                  "start it with `heatgen sandbox up`")
+    assert Locator(tmp_path / "none").entry() is None  # no sandbox here: no fallback
+
+
+def test_switching_backend_is_refused_with_the_exact_command_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    made = _made_sandbox(tmp_path / "sb")
+    wanted = settings.resolve_config(made.state_dir, backend="postgres", telemetry=True)
+    with pytest.raises(SandboxError) as refused:
+        control.up(wanted)
+    assert "keeps its stacks and users in sqlite; it cannot move them to postgres" in \
+        str(refused.value)
+    assert "`heatgen sandbox up --reset --backend postgres --telemetry` (deletes its stacks)" \
+        in str(refused.value)
+    assert settings.stored_settings(made.state_dir)["backend"] == "sqlite"
+    assert not (made.state_dir / "run").exists()  # nothing was started
+
+
+def test_reset_asks_and_needs_yes_off_a_terminal(tmp_path: Path, capsys: Any) -> None:
+    from heatgen.cli import main
+
+    made = _made_sandbox(tmp_path / "sb")
+    for command in (["up", "--reset"], ["down", "--reset"]):
+        assert main(["sandbox", *command, "--state-dir", str(made.state_dir)]) == 2
+        assert "pass --yes when not on a terminal" in capsys.readouterr().err
+    assert control.has_data(made)
+
+
+def test_load_on_a_prometheus_grid_says_it_needs_gnocchi(capsys: Any) -> None:
+    from heatgen.cli import main
+
+    site = REPO / "examples" / "prometheus.yaml"
+    assert main(["sandbox", "load", str(site), "--cpu", "50"]) == 2
+    assert capsys.readouterr().err == (
+        f"heatgen: error: {site}: autoscaling.telemetry is prometheus, but `heatgen sandbox "
+        "load` feeds Gnocchi (the sandbox's telemetry has no Prometheus): it needs "
+        "autoscaling.telemetry: gnocchi\n")
+
+
+def test_tests_see_none_of_the_users_clouds_or_sandbox() -> None:
+    import os
+
+    assert not any(name.startswith("OS_") and name != "OS_CLIENT_CONFIG_FILE"
+                   for name in os.environ)
+    assert "HEATGEN_SANDBOX_DIR" not in os.environ
+    assert Path(os.environ["OS_CLIENT_CONFIG_FILE"]).read_text() == "clouds: {}\n"
+    assert settings.default_state_dir().is_relative_to(Path(os.environ["XDG_DATA_HOME"]))

@@ -36,7 +36,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = _build_parser().parse_args(argv)
+        words = list(sys.argv[1:] if argv is None else argv)
+        args = _build_parser().parse_args(words)
+        args.argv = words
         if args.debug:
             from heatgen.redact import enable_debug_logging
 

@@ -8,66 +8,97 @@ import sys
 import time
 from typing import Any
 
-from heatgen.cli.common import add_site, open_target
-from heatgen.cli.output import ConsoleReporter, print_outputs
+from heatgen.cli import common
+from heatgen.cli.common import add_site
+from heatgen.cli.output import ConsoleReporter, master_line, member_counts, print_outputs
 from heatgen.config import load_site
+from heatgen.errors import CloudError, ServiceMissing
+
+TELEMETRY_HINT = "sandbox: start it with `heatgen sandbox up --backend postgres --telemetry`"
 
 
 def register(sub: Any) -> None:
-    status = sub.add_parser("status", help="where the grid stands")
+    status = sub.add_parser(
+        "status", help="where the grid stands: status, master, workers, URLs, last events",
+        description="The stack's status and reason, the master's addresses, the workers by "
+        "state, the scaling URLs (redacted), the alarms' states and the last events.",
+    )
     add_site(status)
-    status.add_argument("--format", choices=("text", "json"), default="text")
-    status.add_argument("--show-secrets", action="store_true", help="show signed scaling URLs")
+    status.add_argument("--format", choices=("text", "json"), default="text",
+                        help="text (default) or JSON with every member and output")
+    status.add_argument("--members", action="store_true",
+                        help="list every member of the worker group")
+    status.add_argument("--show-secrets", action="store_true",
+                        help="show the pre-signed scaling URLs in full")
     status.set_defaults(func=_status)
 
-    events = sub.add_parser("events", help="the stack's events, nested ones included")
+    events = sub.add_parser(
+        "events", help="the stack's events, nested stacks included",
+        description="Print the stack's events, oldest first; --follow keeps printing new ones "
+        "until Ctrl-C or the stack is deleted.",
+    )
     add_site(events)
     events.add_argument("--follow", action="store_true", help="keep printing new events")
     events.set_defaults(func=_events)
 
-    outputs = sub.add_parser("outputs", help="the stack's outputs")
+    outputs = sub.add_parser(
+        "outputs", help="every output of the stack",
+        description="Every stack output (worker ids and addresses included); pre-signed URLs "
+        "are redacted unless --show-secrets.",
+    )
     add_site(outputs)
-    outputs.add_argument("--format", choices=("text", "json"), default="text")
-    outputs.add_argument("--show-secrets", action="store_true", help="show signed scaling URLs")
+    outputs.add_argument("--format", choices=("text", "json"), default="text",
+                         help="text (default) or JSON")
+    outputs.add_argument("--show-secrets", action="store_true",
+                         help="show the pre-signed scaling URLs in full")
     outputs.set_defaults(func=_outputs)
 
-    parser = sub.add_parser(
-        "alarms", help="the grid's CPU alarms: state, threshold (and as CPU %), actions",
+    alarms = sub.add_parser(
+        "alarms", help="the grid's CPU alarms: state, threshold (also as CPU %%), actions",
         description="List the stack's Aodh alarms with state, since when, threshold in Aodh's "
         "units and as the CPU percentage configured, query and actions (URLs redacted).",
     )
-    add_site(parser)
-    parser.add_argument("--history", action="store_true",
+    add_site(alarms)
+    alarms.add_argument("--history", action="store_true",
                         help="also every state transition with its reason")
-    parser.add_argument("--format", choices=["text", "json"], default="text")
-    parser.set_defaults(func=_alarms)
+    alarms.add_argument("--format", choices=["text", "json"], default="text",
+                        help="text (default) or JSON")
+    alarms.set_defaults(func=_alarms)
 
 
 def _status(args: argparse.Namespace) -> int:
     from heatgen.ops.inspect import status
 
     site = load_site(args.site)
-    report = status(open_target(site, args.os_cloud).cloud, site, show_secrets=args.show_secrets)
+    target = common.open_target(site, args.os_cloud)
+    report = status(target.cloud, site, show_secrets=args.show_secrets)
     if args.format == "json":
         print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
         return 0
     stack = report.stack
     print(f"stack:    {stack.name} ({stack.id})")
     print(f"status:   {stack.status}" + (f": {stack.reason}" if stack.reason else ""))
-    print(f"master:   floating {report.outputs.get('master_floating_ip')}, "
-          f"private {report.outputs.get('master_private_ip')}")
-    print(f"workers:  {len(report.members)}")
-    for member in report.members:
-        print(f"  {member.name:<16} {member.status:<18} server {member.server_id or '-'}")
+    print(f"master:   {master_line(report.outputs, target.sandbox)}")
+    print(f"workers:  {member_counts([m.status for m in report.members])}")
+    if args.members:
+        for member in report.members:
+            print(f"  {member.name:<16} {member.status:<18} server {member.server_id or '-'}")
     for key in ("scale_up_url", "scale_down_url"):
-        print(f"{key}: {report.outputs.get(key)}")
+        if report.outputs.get(key):
+            print(f"{key}: {report.outputs.get(key)}")
     if report.alarms:
         print("alarms:   " + ", ".join(f"{name} {state}" for name, state in report.alarms.items()))
+    elif report.alarms_unavailable:
+        hint = f"; {TELEMETRY_HINT}" if target.sandbox else ""
+        print(f"alarms:   unavailable: {report.alarms_unavailable}{hint}")
     if report.events:
         print("last events:")
-        out = ConsoleReporter(sys.stdout)
+        out = ConsoleReporter(sys.stdout, progress=False)
         for event in report.events:
             out.event(event)
+    if not args.members and report.members:
+        print(f"(every member: `heatgen status {args.site} --members`; every output: "
+              f"`heatgen outputs {args.site}`)")
     return 0
 
 
@@ -76,13 +107,25 @@ def _events(args: argparse.Namespace) -> int:
     from heatgen.ops.report import POLL_INTERVAL
 
     site = load_site(args.site)
-    cloud = open_target(site, args.os_cloud).cloud
+    cloud = common.open_target(site, args.os_cloud).cloud
     stack = require_stack(cloud, site)
-    out = ConsoleReporter(sys.stdout)
+    out = ConsoleReporter(sys.stdout, progress=False)
+    note = ConsoleReporter(progress=False)
     seen = None
     try:
         while True:
-            for event in cloud.events(stack.id, after=seen) or []:
+            try:
+                events = cloud.events(stack.id, after=seen)
+            except CloudError as error:
+                if not (args.follow and error.transient):
+                    raise
+                note.note(f"{error}; trying again")
+                events = []
+            if events is None:
+                if args.follow:
+                    print(f"stack {site.site} is gone (deleted)")
+                return 0
+            for event in events:
                 out.event(event)
                 seen = event.id
             if not args.follow:
@@ -96,7 +139,7 @@ def _outputs(args: argparse.Namespace) -> int:
     from heatgen.ops.inspect import require_stack, shown_outputs
 
     site = load_site(args.site)
-    stack = require_stack(open_target(site, args.os_cloud).cloud, site)
+    stack = require_stack(common.open_target(site, args.os_cloud).cloud, site)
     outputs = shown_outputs(stack, args.show_secrets)
     if args.format == "json":
         print(json.dumps(outputs, indent=2, sort_keys=True))
@@ -109,8 +152,13 @@ def _alarms(args: argparse.Namespace) -> int:
     from heatgen.ops import alarms
 
     site = load_site(args.site)
-    target = open_target(site, args.os_cloud)
-    found = alarms.site_alarms(target.cloud, site, history=args.history)
+    target = common.open_target(site, args.os_cloud)
+    try:
+        found = alarms.site_alarms(target.cloud, site, history=args.history)
+    except ServiceMissing as error:
+        if not target.sandbox:
+            raise
+        raise ServiceMissing(error.service_type, f"Aodh; {TELEMETRY_HINT}") from None
     if args.format == "json":
         print(json.dumps([a.as_dict() for a in found], indent=2, sort_keys=True))
     else:

@@ -17,14 +17,17 @@ def register(sub: Any) -> None:
         description="Validate SITE.yaml and render the grid's HOT templates, boot payloads "
         "and environment file into DIR. Nothing is written unless everything is valid.",
     )
-    render.add_argument("site", metavar="SITE.yaml")
+    render.add_argument("site", metavar="SITE.yaml", help="the site config")
     render.add_argument("-o", "--output", metavar="DIR", required=True, help="output directory")
     render.add_argument(
         "--templates", metavar="DIR", help="directory whose *.j2 files override the built-in ones"
     )
     render.set_defaults(func=_render)
 
-    schema = sub.add_parser("schema", help="print the JSON Schema of the site config")
+    schema = sub.add_parser(
+        "schema", help="print the JSON Schema of the site config",
+        description="Print the JSON Schema of the site config (for editors and validators).",
+    )
     schema.set_defaults(func=_schema)
 
 

@@ -23,9 +23,10 @@ The sandbox runs Keystone and Heat (heat-api, heat-api-cfn, heat-engine) from Py
 heat-api 18004, heat-api-cfn 18000. State (databases, configs, logs, PID files and the
 generated admin password, mode 0600) lives in --state-dir, default $HEATGEN_SANDBOX_DIR or
 $XDG_DATA_HOME/heatgen/sandbox (~/.local/share/heatgen/sandbox). Ports and backend given to
-`up` are remembered there. Use the cloud with `--os-cloud heatgen-sandbox` after
-`heatgen sandbox env --write`, and deploy with environments/sandbox.yaml (maps Nova, Neutron,
-Cinder and Aodh resources to OS::Heat::None).
+`up` are remembered there; another backend needs `up --reset`. While it runs, heatgen uses it
+when no cloud is configured, and `--os-cloud heatgen-sandbox` names it (no clouds.yaml entry
+needed; `heatgen sandbox env --write` adds one for other tools). Deploys to it add
+environments/sandbox.yaml (maps Nova, Neutron, Cinder and Aodh resources to OS::Heat::None).
 
 --backend postgres keeps both databases in a PostgreSQL cluster of its own in the state dir
 (needs the Debian package: apt-get install postgresql; and pip install psycopg2-binary);
@@ -69,7 +70,9 @@ def register(sub: Any) -> None:
     up.add_argument("--timeout", type=float, default=180.0,
                     help="seconds to wait for Heat to answer (default 180)")
     up.add_argument("--reset", action="store_true",
-                    help="delete all sandbox data (stacks, users) first; passwords are kept")
+                    help="delete all sandbox data (stacks, users) first; passwords are kept "
+                    "(asks on a terminal; needs --yes otherwise)")
+    up.add_argument("--yes", action="store_true", help="with --reset: do not ask")
     up.add_argument("--telemetry", action=argparse.BooleanOptionalAction, default=None,
                     help="also run Gnocchi + Aodh, so the grid's CPU alarms are real (needs "
                     "--backend postgres; about +0.7 GB and +15 s; remembered like the ports)")
@@ -79,7 +82,9 @@ def register(sub: Any) -> None:
 
     down = actions.add_parser("down", parents=[common], help="stop; stacks are kept")
     down.add_argument("--reset", action="store_true",
-                      help="also delete all sandbox data (stacks, users, logs)")
+                      help="also delete all sandbox data (stacks, users, logs); asks on a "
+                      "terminal, needs --yes otherwise")
+    down.add_argument("--yes", action="store_true", help="with --reset: do not ask")
     down.set_defaults(func=_down)
 
     status = actions.add_parser(
@@ -96,8 +101,8 @@ def register(sub: Any) -> None:
     )
     env.add_argument(
         "--write", nargs="?", const="", default=None, metavar="PATH", type=str,
-        help="merge the entry into PATH (default ~/.config/openstack/clouds.yaml), "
-        "keeping other clouds",
+        help="merge the entry into PATH (default ~/.config/openstack/clouds.yaml), keeping "
+        "other clouds and comments; the previous file is kept as PATH.bak",
     )
     env.add_argument("--format", choices=["clouds", "shell"], default="clouds",
                      help="clouds.yaml entry (default) or `export OS_...` lines")
@@ -110,7 +115,7 @@ def register(sub: Any) -> None:
         "the stack id, written as Ceilometer would) and push cumulative `cpu` measures at the "
         "given percentage, one per granularity bucket. Ctrl-C stops it.",
     )
-    load.add_argument("site", type=Path, metavar="SITE.yaml")
+    load.add_argument("site", type=Path, metavar="SITE.yaml", help="the site config")
     load.add_argument("--cpu", type=float, required=True, metavar="PERCENT",
                       help="CPU load of every worker, 0-100")
     load.add_argument("--duration", type=float, default=None, metavar="S",
@@ -185,6 +190,8 @@ def _up(args: argparse.Namespace) -> int:
         start_timeout=args.timeout, telemetry=args.telemetry, gnocchi_port=args.gnocchi_port,
         aodh_port=args.aodh_port,
     )
+    if args.reset:
+        _confirm_reset(config, args.yes)
     result = control.up(config, reset=args.reset, progress=_progress)
     for note in result.notes:
         _progress(note)
@@ -195,10 +202,30 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _confirm_reset(config: SandboxConfig, yes: bool) -> None:
+    """--reset deletes every stack in the sandbox: ask, as `heatgen delete` does."""
+    from heatgen.cli.common import confirm
+    from heatgen.errors import UsageError
+    from heatgen.sandbox import control
+
+    if yes or not control.has_data(config):
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"--reset deletes every stack and user of the sandbox in {config.state_dir}; "
+            "pass --yes when not on a terminal"
+        )
+    if not confirm(f"delete every stack and user of the sandbox in {config.state_dir}?"):
+        raise UsageError("nothing was deleted")
+
+
 def _down(args: argparse.Namespace) -> int:
     from heatgen.sandbox import control
 
-    result = control.down(_config(args), reset=args.reset, progress=_progress)
+    config = _config(args)
+    if args.reset:
+        _confirm_reset(config, args.yes)
+    result = control.down(config, reset=args.reset, progress=_progress)
     for note in result.notes:
         print(note)
     if not result.notes:

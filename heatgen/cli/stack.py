@@ -12,26 +12,40 @@ import os
 import sys
 from typing import Any
 
-from heatgen.cli.common import add_site, add_waiting, confirm, interrupted, open_target
-from heatgen.cli.output import ConsoleReporter, print_outputs, print_plan
+from heatgen.cli import common
+from heatgen.cli.common import add_site, add_waiting, confirm, interrupted
+from heatgen.cli.output import ConsoleReporter, print_plan, print_summary
+from heatgen.cloud.connect import Target
 from heatgen.config import load_site
 from heatgen.errors import ExitStatus, UsageError
+
+POOL_RECORDING_VARIABLE = "HEATGEN_POOL_RECORDING"
 
 
 def register(sub: Any) -> None:
     deploy = sub.add_parser(
         "deploy", help="create the grid's stack, or converge it to the config",
         description="Render SITE.yaml, validate it on the server and create the stack; if it "
-        "exists, show Heat's plan and update it. A re-deploy keeps the group's current size "
-        "unless the config's worker count changed.",
+        "exists, show Heat's plan and update it. A deploy never removes workers: a re-deploy "
+        "keeps the group's current size, applies a raised workers.desired and keeps a "
+        "lowered one (or a lowered workers.max) at the group's size; shrink with "
+        "`heatgen scale`.",
     )
     add_site(deploy)
-    deploy.add_argument("--templates", metavar="DIR", help="override the built-in templates")
-    deploy.add_argument("--dry-run", action="store_true", help="show Heat's plan, change nothing")
+    deploy.add_argument("--templates", metavar="DIR",
+                        help="directory whose *.j2 files override the built-in templates")
+    deploy.add_argument("--dry-run", action="store_true",
+                        help="show Heat's plan, the parameters that change and the group's "
+                        "size after the update; change nothing")
     deploy.add_argument("--check", action="store_true",
                         help="with --dry-run: exit 1 when the plan has changes")
     deploy.add_argument("--yes", action="store_true",
-                        help="go ahead even if the plan replaces the master")
+                        help="go ahead even if the plan replaces the master, its port, its "
+                        "floating IP or the pool secret")
+    deploy.add_argument("--resume", action="store_true",
+                        help="the stack is stalled in progress (its Heat engine stopped): send "
+                        "an update with the same definition so that a running engine takes "
+                        "it over, and wait")
     deploy.add_argument(
         "--sandbox-no-master-signal", action="store_true",
         help="sandbox only: do not play the master's ready signal (the wait condition then "
@@ -43,20 +57,29 @@ def register(sub: Any) -> None:
     scale = sub.add_parser(
         "scale", help="change the worker count (a PATCH update of only the capacity)",
         description="Set the group's desired size (and optionally its bounds) with a PATCH "
-        "update (existing=True); no template is sent again.",
+        "update (existing=True); no template is sent again. Shrinking removes only idle "
+        "workers, asked of the HTCondor pool. 0 parks the grid (needs a minimum of 0).",
     )
     add_site(scale)
-    scale.add_argument("--workers", type=int, required=True, metavar="N")
-    scale.add_argument("--min", type=int, metavar="A", help="new minimum size")
-    scale.add_argument("--max", type=int, metavar="B", help="new maximum size")
+    scale.add_argument("--workers", type=int, required=True, metavar="N",
+                       help="the group's new size (0 parks the grid)")
+    scale.add_argument("--min", type=int, metavar="A",
+                       help="new minimum size (default: the deployed one)")
+    scale.add_argument("--max", type=int, metavar="B",
+                       help="new maximum size (default: the deployed one)")
     scale.add_argument("--dry-run", action="store_true",
                        help="show Heat's plan (or, when shrinking, which workers would go)")
     scale.add_argument("--drain", action="store_true",
                        help="when too few workers are idle, drain busy ones gracefully "
                        "(condor_drain -graceful) and remove them once idle")
-    scale.add_argument("--drain-timeout", type=float, default=3600.0, metavar="S")
+    scale.add_argument("--drain-timeout", type=float, default=3600.0, metavar="S",
+                       help="seconds --drain waits for drained workers to become idle "
+                       "(default 3600)")
     scale.add_argument("--force", action="store_true",
                        help="remove busy workers if too few are idle: THEIR JOBS ARE LOST")
+    scale.add_argument("--resume", action="store_true",
+                       help="the stack is stalled in progress (its Heat engine stopped): send "
+                       "this resize again so that a running engine takes it over")
     scale.add_argument("--pool", choices=("ssh", "bindings"), default="ssh",
                        help="how to ask HTCondor which workers are idle: ssh to the master and "
                        "run condor_status -json (default), or the htcondor2 bindings against "
@@ -68,12 +91,29 @@ def register(sub: Any) -> None:
     add_waiting(scale, "seconds to wait (default 1800)")
     scale.set_defaults(func=_scale)
 
-    delete = sub.add_parser("delete", help="delete the grid's stack")
+    delete = sub.add_parser(
+        "delete", help="delete the grid's stack and every server in it",
+        description="Delete the stack (asks on a terminal; needs --yes otherwise). A delete "
+        "already under way is waited on, never sent again.",
+    )
     add_site(delete)
     delete.add_argument("--yes", action="store_true", help="do not ask")
-    delete.add_argument("--timeout", type=float, default=1800.0, metavar="S")
+    delete.add_argument("--timeout", type=float, default=1800.0, metavar="S",
+                        help="seconds to wait (default 1800)")
     delete.add_argument("--no-wait", action="store_true", help="return once Heat accepted it")
+    delete.add_argument("--verbose", action="store_true",
+                        help="print every event, also on a terminal")
     delete.set_defaults(func=_delete)
+
+
+def _reporter(args: argparse.Namespace) -> ConsoleReporter:
+    return ConsoleReporter(progress=False) if args.verbose else ConsoleReporter()
+
+
+def _statuses(target: Target, stack: Any) -> list[str]:
+    from heatgen.cloud.group import group_members
+
+    return [member.status for member in group_members(target.cloud, stack)]
 
 
 def _deploy(args: argparse.Namespace) -> int:
@@ -84,8 +124,8 @@ def _deploy(args: argparse.Namespace) -> int:
     grid = render_site(site, templates_dir=args.templates)
     if args.check and not args.dry_run:
         raise UsageError("--check goes with --dry-run")
-    target = open_target(site, args.os_cloud)
-    report = ConsoleReporter()
+    target = common.open_target(site, args.os_cloud)
+    report = _reporter(args)
     extra: dict[str, str] = {}
     watcher = None
     if target.sandbox:
@@ -97,12 +137,16 @@ def _deploy(args: argparse.Namespace) -> int:
     options = DeployOptions(
         dry_run=args.dry_run, wait=not args.no_wait, timeout=args.timeout, yes=args.yes,
         wait_for_idle=args.wait_for_idle, extra_environments=extra,
+        stall_timeout=args.stall_timeout, resume=args.resume, site_label=args.site,
     )
     try:
         result = deploy(target.cloud, grid, options, report, confirm=confirm, watcher=watcher)
     except KeyboardInterrupt:
+        report.close()
         interrupted(args, site)
         return int(ExitStatus.INTERRUPTED)
+    finally:
+        report.close()
     if result.plan is not None and (result.action == "planned" or result.plan.has_changes):
         print(f"plan for stack {site.site}:")
         print_plan(result.plan.lines())
@@ -113,30 +157,41 @@ def _deploy(args: argparse.Namespace) -> int:
     if result.action == "unchanged":
         print(f"stack {site.site} is up to date ({stack.status if stack else ''})")
         return 0
+    if result.action == "started":
+        print(f"stack {site.site}: Heat accepted the change ({stack.status if stack else ''}); "
+              f"follow it with `heatgen events {args.site} --follow` or "
+              f"`heatgen status {args.site}`")
+        return 0
     if stack is not None:
-        print(f"stack {site.site} {stack.status} in {result.elapsed:.1f} s")
-        if result.action in ("created", "updated"):
-            from heatgen.ops.inspect import shown_outputs
+        from heatgen.ops.inspect import shown_outputs
 
-            print_outputs(shown_outputs(stack, show_secrets=False))
+        print(f"stack {site.site} {stack.status} in {result.elapsed:.1f} s")
+        print_summary(shown_outputs(stack, show_secrets=False), _statuses(target, stack),
+                      target.sandbox, args.site)
     return 0
 
 
-POOL_RECORDING_VARIABLE = "HEATGEN_POOL_RECORDING"
-
-
-def _pool_factory(args: argparse.Namespace) -> Any:
-    """How `scale` reaches the pool: the master over ssh, the bindings, or a recording.
+def _pool_factory(args: argparse.Namespace, target: Target) -> Any:
+    """How `scale` reaches the pool: the master over ssh, the bindings, or (in the sandbox
+    only) a recording.
 
     ``HEATGEN_POOL_RECORDING`` (files of ``condor_status -json`` output, separated by ``:``)
-    replays recorded pool states, for tests and dry runs without a pool.
+    replays recorded pool states where no VM boots; on any other cloud it is refused, since
+    it would choose which real workers to remove from files.
     """
     from heatgen.contract import GridOutputs
     from heatgen.pool.bindings import BindingsPool
     from heatgen.pool.ssh import SshPool
 
+    recording = os.environ.get(POOL_RECORDING_VARIABLE)
+    if recording and not target.sandbox:
+        raise UsageError(
+            f"{POOL_RECORDING_VARIABLE} is set, but cloud {target.name} is not the heatgen "
+            "sandbox: recorded pools stand in for HTCondor only there. Unset it to ask the "
+            "real pool"
+        )
+
     def pool_for(stack: Any) -> Any:
-        recording = os.environ.get(POOL_RECORDING_VARIABLE)
         if recording:
             from heatgen.sandbox.recording import RecordedPool
 
@@ -152,24 +207,27 @@ def _pool_factory(args: argparse.Namespace) -> Any:
 
 
 def _scale(args: argparse.Namespace) -> int:
-    from heatgen.ops.scale import ScaleRequest, scale, scale_parameters
+    from heatgen.ops.scale import ScaleRequest, check_request, scale
 
     site = load_site(args.site)
-    if args.force and args.drain:
-        raise UsageError("--force and --drain exclude each other")
     request = ScaleRequest(
         workers=args.workers, min=args.min, max=args.max, dry_run=args.dry_run,
         wait=not args.no_wait, timeout=args.timeout or 1800.0, wait_for_idle=args.wait_for_idle,
         force=args.force, drain=args.drain, drain_timeout=args.drain_timeout,
+        resume=args.resume, stall_timeout=args.stall_timeout, site_label=args.site,
     )
-    scale_parameters(site, request)  # bounds are checked before any API call
-    target = open_target(site, args.os_cloud)
+    check_request(request)  # before any API call
+    target = common.open_target(site, args.os_cloud)
+    report = _reporter(args)
     try:
-        result = scale(target.cloud, site, request, ConsoleReporter(),
-                       pool_for=_pool_factory(args))
+        result = scale(target.cloud, site, request, report,
+                       pool_for=_pool_factory(args, target))
     except KeyboardInterrupt:
+        report.close()
         interrupted(args, site)
         return int(ExitStatus.INTERRUPTED)
+    finally:
+        report.close()
     shown = ", ".join(f"{k}={v}" for k, v in result.parameters.items())
     if result.plan is not None:
         print(f"plan for stack {site.site} ({shown}):")
@@ -177,25 +235,37 @@ def _scale(args: argparse.Namespace) -> int:
         return 0
     plan = result.scale_in
     if plan is not None:
-        for line in plan.lines():
-            print(line)
+        print_plan(plan.lines())
     stack = result.stack
+    wanted = result.parameters["worker_desired"]
     if result.action == "planned":
         print(f"dry run: the group would go from {len(plan.members) if plan else '?'} to "
-              f"{result.parameters.get('worker_desired')} workers; nothing was changed")
+              f"{wanted} workers; nothing was changed")
     elif result.action == "unchanged":
         print(f"stack {site.site}: no worker removed")
+    elif result.action == "started":
+        print(f"stack {site.site}: Heat accepted the resize to {wanted} workers; follow it "
+              f"with `heatgen events {args.site} --follow` or `heatgen status {args.site}`")
     else:
-        workers = stack.outputs.get("worker_count") if stack else None
         print(f"stack {site.site} {stack.status if stack else ''} in {result.elapsed:.1f} s; "
-              f"workers: {workers if workers is not None else result.parameters['worker_desired']}")
-    if result.busy_kept:
-        count = result.busy_kept
-        which = "it is" if count == 1 else "they are"
-        print(f"heatgen: {count} more worker{'s' if count > 1 else ''} would have had to go, "
-              f"but {which} busy: asked for {args.workers} workers, the group keeps "
-              f"{result.parameters['worker_desired']}. Use --drain to drain busy workers first, "
-              "or --force to remove them with their jobs", file=sys.stderr)
+              f"workers: {wanted}")
+    kept = result.busy_kept + result.unknown_kept
+    if kept:
+        parts = []
+        if result.busy_kept:
+            parts.append(f"{result.busy_kept} {'is' if result.busy_kept == 1 else 'are'} busy "
+                         "(use --drain to drain them first, or --force to remove them with "
+                         "their jobs)")
+        if result.unknown_kept:
+            parts.append(
+                f"{result.unknown_kept} {'is' if result.unknown_kept == 1 else 'are'} not in the "
+                "pool (never joined, or not reachable) while the pool lists none of this "
+                "group's workers, so heatgen cannot tell idle from busy and keeps "
+                f"{'it' if result.unknown_kept == 1 else 'them'} (check `condor_status` on the "
+                "master; --force removes them anyway)"
+            )
+        print(f"heatgen: asked for {args.workers} workers, the group keeps {wanted}: "
+              f"{kept} more would have had to go, but {'; '.join(parts)}", file=sys.stderr)
         return int(ExitStatus.BUSY_WORKERS_KEPT)
     return 0
 
@@ -210,13 +280,16 @@ def _delete(args: argparse.Namespace) -> int:
         if not confirm(f"delete stack {site.site} and every VM in it?"):
             print("nothing was deleted")
             return int(ExitStatus.USAGE)
-    target = open_target(site, args.os_cloud)
+    target = common.open_target(site, args.os_cloud)
+    report = _reporter(args)
     try:
-        final = delete(target.cloud, site, timeout=args.timeout, report=ConsoleReporter(),
+        final = delete(target.cloud, site, timeout=args.timeout, report=report,
                        wait=not args.no_wait)
     except KeyboardInterrupt:
+        report.close()
         interrupted(args, site)
         return int(ExitStatus.INTERRUPTED)
+    finally:
+        report.close()
     print(f"stack {site.site} {final.status if final else 'DELETE_COMPLETE'}")
     return 0
-

@@ -49,7 +49,7 @@ def _status_of(error: Exception) -> int | None:
 
 def _message(error: Exception) -> str:
     text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:500]
+    return text.splitlines()[0].removeprefix("ERROR: ")[:500]  # heatclient's own prefix
 
 
 def translate(what: str, error: Exception) -> CloudError:

@@ -120,7 +120,8 @@ def format_text(alarms: Sequence[AlarmView]) -> str:
         lines.append(f"{alarm.name}: {alarm.state} since {alarm.since}")
         lines.append(f"  type:      {alarm.type} ({alarm.id})")
         lines.append(f"  threshold: {alarm.operator} {alarm.threshold}{pct}")
-        lines.append(f"  query:     {alarm.query}")
+        query = alarm.query if isinstance(alarm.query, str) else json.dumps(alarm.query)
+        lines.append(f"  query:     {query}")
         for action in alarm.actions:
             lines.append(f"  action:    {action}")
         for t in alarm.history:

@@ -8,7 +8,7 @@ from heatgen.errors import StackBusy
 from heatgen.ops import writes
 from heatgen.ops.inspect import require_stack
 from heatgen.ops.report import Clock, Reporter
-from heatgen.ops.wait import latest_event_id, wait_for_stack
+from heatgen.ops.wait import latest_event, wait_for_stack
 
 
 def delete(
@@ -19,7 +19,7 @@ def delete(
     if stack.in_progress and stack.action != "DELETE":
         raise StackBusy(f"stack {stack.name} is busy ({stack.status}); delete it when it is done")
     clock = clock or Clock()
-    marker = latest_event_id(cloud, stack.id)
+    marker = latest_event(cloud, stack.id)
     if stack.status == "DELETE_IN_PROGRESS":
         # Another DELETE would make Heat cancel this one and start over: wait for it instead.
         report.note(f"stack {stack.name} is already being deleted; waiting for it")

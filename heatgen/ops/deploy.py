@@ -1,4 +1,10 @@
-"""``heatgen deploy``: create the grid's stack, or converge an existing one to the config."""
+"""``heatgen deploy``: create the grid's stack, or converge an existing one to the config.
+
+A deploy never shrinks the worker group: Heat would remove the oldest workers, busy or not.
+A lowered ``workers.desired`` or ``workers.max`` keeps the group's current size (and says how
+to shrink safely, with ``heatgen scale``), and a plan whose group would end smaller than it
+is, by any route (a template change included), is refused.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +14,20 @@ from typing import Any, Protocol
 
 from heatgen.cloud.interface import Cloud, Event, Stack
 from heatgen.config import Site
-from heatgen.contract import as_int
+from heatgen.contract import WAIT_CONDITION, GridOutputs, as_int
 from heatgen.errors import UsageError
 from heatgen.ops import fields as stackfields
-from heatgen.ops import plan as plan_module
 from heatgen.ops import writes
 from heatgen.ops.busy import refuse_if_busy
-from heatgen.ops.plan import Plan
+from heatgen.ops.plan import Plan, reconciled_plan, same_definition
 from heatgen.ops.report import Clock, Reporter
-from heatgen.ops.wait import latest_event_id, wait_for_stack
+from heatgen.ops.wait import Stall, latest_event, wait_for_stack
 from heatgen.render import RenderedGrid
 
 WAIT_MARGIN = 600  # seconds on top of the master's wait_timeout for a whole create
+STALL_TIMEOUT = 300.0  # seconds without a new event before a wait calls the stack stalled
+# Seconds past its own timeout a live engine takes to fail a wait condition nobody signalled.
+WAIT_GRACE = 30
 
 
 class StackWatcher(Protocol):
@@ -27,7 +35,12 @@ class StackWatcher(Protocol):
 
     def __call__(self, stack_id: str, events: list[Event]) -> None: ...
 
-    def attach(self, stack_id: str) -> None: ...
+    def attach(self, stack_id: str) -> None:
+        """heatgen joins a create already running: act on the stack as it is now."""
+
+    @property
+    def done(self) -> bool:
+        """Nothing left to do: a ``--no-wait`` deploy may return."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,9 @@ class DeployOptions:
     wait_for_idle: bool = False
     # Environment files sent after the grid's own (the sandbox's stand-ins), by name.
     extra_environments: Mapping[str, str] = field(default_factory=dict)
+    stall_timeout: float = STALL_TIMEOUT  # 0: never call a wait stalled
+    resume: bool = False  # send an update with the same definition to a stalled stack
+    site_label: str = "SITE.yaml"  # how hints name the site file
 
 
 @dataclass(frozen=True)
@@ -50,26 +66,52 @@ class DeployResult:
     parameters_sent: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Capacity:
+    """The capacity parameters a re-deploy sends, and why they differ from the config."""
+
+    parameters: Mapping[str, int]
+    notes: tuple[str, ...] = ()
+
+
 def _deadline(site: Site, timeout: float | None) -> float:
     return timeout if timeout is not None else float(site.wait_timeout + WAIT_MARGIN)
 
 
-def desired_for_update(site: Site, stack: Stack) -> int:
-    """The worker count a re-deploy sends: the config's if it changed, else the live size.
+def update_capacity(site: Site, stack: Stack, label: str = "SITE.yaml") -> Capacity:
+    """What a re-deploy sends for the group: never fewer workers than it has.
 
-    Re-deploying an unchanged config must not undo what the alarms or `heatgen scale` did.
-    The config's value at the last deploy is kept in the stack as ``site_worker_desired``.
+    Re-deploying an unchanged config must not undo what the alarms or `heatgen scale` did:
+    the config's ``workers.desired`` at the last deploy is kept in the stack as
+    ``site_worker_desired``, and only a changed value is applied, and only upwards.
     """
-    deployed = as_int(stack.parameters.get("site_worker_desired"))
-    current = as_int(stack.outputs.get("worker_count"))
-    if deployed is None or deployed != site.workers.desired:
-        if current is not None and site.workers.desired < current:
-            # Heat would remove the oldest workers, busy or not: shrinking is `heatgen scale`'s.
-            return max(site.workers.min, min(site.workers.max, current))
-        return site.workers.desired
+    workers = site.workers
+    current = GridOutputs.of(stack.outputs).worker_count
     if current is None:
-        return site.workers.desired
-    return max(site.workers.min, min(site.workers.max, current))
+        return Capacity({"worker_desired": workers.desired})
+    deployed = as_int(stack.parameters.get("site_worker_desired"))
+    changed = deployed is None or deployed != workers.desired
+    target = max(workers.desired, current) if changed else current
+    target = max(target, workers.min)
+    notes = []
+    if changed and workers.desired < current:
+        before = f"{deployed} -> " if deployed is not None else ""
+        notes.append(
+            f"workers.desired changed {before}{workers.desired}, but the group has {current} "
+            f"workers and a deploy never removes workers (Heat would take the oldest, busy or "
+            f"not): it keeps {target}. Shrink with `heatgen scale {label} --workers "
+            f"{max(workers.desired, workers.min)}`, which removes only idle workers"
+        )
+    parameters = {"worker_desired": target}
+    if workers.max < target:
+        parameters["worker_max"] = target
+        notes.append(
+            f"workers.max is {workers.max}, but the group has {target} workers: the deploy "
+            f"keeps the maximum at {target} instead of letting Heat remove {target - workers.max}"
+            f" workers, busy or not. Shrink first with `heatgen scale {label} --workers "
+            f"{workers.max} --max {workers.max}` (idle workers only), then deploy again"
+        )
+    return Capacity(parameters, tuple(notes))
 
 
 def deploy(
@@ -84,73 +126,66 @@ def deploy(
     """Create the grid's stack, or converge an existing one to the config.
 
     ``watcher`` sees every poll of a create or update (the sandbox plays the master's ready
-    signal through it); ``attach`` is called when heatgen joins a create already running.
+    signal through it).
     """
     clock = clock or Clock()
     started = clock.now()
     site = grid.site
+    label = options.site_label
     timeout = _deadline(site, options.timeout)
     extra = dict(options.extra_environments)
     fields = stackfields.create_fields(grid, extra_environments=extra)
-    master = watcher
+    stall = Stall(
+        options.stall_timeout, {WAIT_CONDITION: float(site.wait_timeout + WAIT_GRACE)},
+        resume=f"run `heatgen deploy {label} --resume`",
+    )
+    hint = f"run `heatgen status {label}` to look, or `heatgen deploy {label}` again to wait"
+
+    def wait(stack_id: str, action: str, marker: Event | None) -> Stack | None:
+        return wait_for_stack(cloud, stack_id, action, timeout=timeout, marker=marker,
+                              report=report, on_events=watcher, clock=clock, stall=stall,
+                              hint=hint)
 
     existing = cloud.get_stack(site.site)
     if existing is not None and existing.in_progress and not options.dry_run:
+        if options.resume and existing.action in ("CREATE", "UPDATE"):
+            return _resume(cloud, existing, report, clock, started, options, watcher, wait)
         if existing.action in ("CREATE", "UPDATE") and not options.wait_for_idle:
             report.note(f"stack {site.site} is {existing.status}; attaching to it")
             if not options.wait:
                 return DeployResult("started", existing, elapsed=clock.now() - started)
-            marker = latest_event_id(cloud, existing.id)
-            if master is not None and existing.action == "CREATE":
-                master.attach(existing.id)
-            final = wait_for_stack(
-                cloud, existing.id, existing.action, timeout=timeout, marker=marker,
-                report=report, on_events=master, clock=clock,
-            )
-            existing = final
+            marker = latest_event(cloud, existing.id)
+            if watcher is not None and existing.action == "CREATE":
+                watcher.attach(existing.id)
+            existing = wait(existing.id, existing.action, marker)
         else:
             existing = refuse_if_busy(
                 cloud, existing, wait_for_idle=options.wait_for_idle, timeout=timeout,
                 report=report, clock=clock,
             )
+    elif options.resume:
+        report.note(f"stack {site.site} is not in progress; nothing to resume, deploying")
 
     if existing is None:
-        cloud.validate(fields)
-        if options.dry_run:
-            added = [r.name for r in cloud.preview_create(fields)]
-            plan = Plan({"added": added})
-            return DeployResult("planned", None, plan=plan, elapsed=clock.now() - started)
-        stack_id = writes.create(cloud, fields, site.site, report, clock)
-        report.note(f"creating stack {site.site} ({stack_id})")
-        if not options.wait:
-            return DeployResult("started", cloud.get_stack(stack_id), elapsed=clock.now() - started)
-        final = wait_for_stack(
-            cloud, stack_id, "CREATE", timeout=timeout, marker=None, report=report,
-            on_events=master, clock=clock,
-        )
-        return DeployResult("created", final, elapsed=clock.now() - started)
+        return _create(cloud, fields, options, report, clock, started, watcher, wait, timeout)
 
-    desired = desired_for_update(site, existing)
-    if desired > site.workers.desired and as_int(existing.outputs.get("worker_count")) == desired \
-            and as_int(existing.parameters.get("site_worker_desired")) != site.workers.desired:
-        report.note(
-            f"workers.desired went down to {site.workers.desired}, but deploy does not remove "
-            f"workers (Heat would take the oldest, busy or not); the group keeps {desired}. "
-            f"Shrink it with `heatgen scale SITE.yaml --workers {site.workers.desired}`, which "
-            "removes only idle workers"
-        )
-    override = {"worker_desired": desired}
+    capacity = update_capacity(site, existing, label)
+    for note in capacity.notes:
+        report.note(note)
+    override = dict(capacity.parameters)
     update = stackfields.update_fields(grid, parameters=override, extra_environments=extra)
     cloud.validate(fields)
     deployed = cloud.deployed_definition(existing.id)
     wanted = stackfields.definition(grid, parameters=override, extra_environments=extra)
     previewed = cloud.preview_update(existing.id, update, patch=False)
-    plan = plan_module.reconciled_plan(previewed, deployed, wanted)
+    current = GridOutputs.of(existing.outputs).worker_count
+    plan = reconciled_plan(previewed, deployed, wanted, current)
     if options.dry_run:
         return DeployResult("planned", existing, plan=plan, elapsed=clock.now() - started,
                             parameters_sent=override)
-    if plan_module.same_definition(deployed, wanted) and not existing.failed:
+    if same_definition(deployed, wanted) and not existing.failed:
         return DeployResult("unchanged", existing, plan=plan, elapsed=clock.now() - started)
+    _check_group(plan, current, options, confirm, label)
     protected = plan.replaces_protected
     if protected and not options.yes:
         question = (
@@ -160,21 +195,94 @@ def deploy(
         if not confirm(question):
             raise UsageError(
                 f"the plan replaces {', '.join(protected)}; nothing was changed. Review the plan "
-                "and pass --yes to go ahead"
+                f"(`heatgen deploy {label} --dry-run`) and pass --yes to go ahead"
             )
     existing = refuse_if_busy(
         cloud, existing, wait_for_idle=options.wait_for_idle, timeout=timeout, report=report,
         clock=clock,
     )
-    marker = latest_event_id(cloud, existing.id)
+    marker = latest_event(cloud, existing.id)
     writes.update(cloud, existing, update, False, report, clock)
-    report.note(f"updating stack {site.site} (workers: {desired})")
+    report.note(f"updating stack {site.site} (workers: {override['worker_desired']})")
     if not options.wait:
         return DeployResult("started", cloud.get_stack(existing.id), plan=plan,
-                            elapsed=clock.now() - started)
-    final = wait_for_stack(
-        cloud, existing.id, "UPDATE", timeout=timeout, marker=marker, report=report,
-        on_events=master, clock=clock,
-    )
+                            elapsed=clock.now() - started, parameters_sent=override)
+    final = wait(existing.id, "UPDATE", marker)
     return DeployResult("updated", final, plan=plan, elapsed=clock.now() - started,
-                        parameters_sent={"worker_desired": desired})
+                        parameters_sent=override)
+
+
+def _check_group(
+    plan: Plan, current: int | None, options: DeployOptions,
+    confirm: Callable[[str], bool], label: str,
+) -> None:
+    """Refuse an update that would leave the group smaller than it is, whatever the route."""
+    how = (f"shrink it first with `heatgen scale {label} --workers N` (idle workers only), "
+           "then deploy again; nothing was changed")
+    if plan.removes_group and current:
+        raise UsageError(
+            f"this update replaces the worker group: all {current} workers would be removed, "
+            f"busy or not. Drain it to 0 first (`heatgen scale {label} --workers 0 --min 0 "
+            "--drain`), then deploy with --yes; nothing was changed"
+        )
+    if plan.removes_group and not options.yes and not confirm(
+        "this update replaces the (empty) worker group. Go ahead?"
+    ):
+        raise UsageError("the plan replaces the worker group; pass --yes to go ahead")
+    if plan.shrinks_group:
+        raise UsageError(
+            f"this update would shrink the worker group from {plan.group_now} to "
+            f"{plan.group_after} workers, and Heat removes the oldest, busy or not; {how}"
+        )
+    if current and plan.group_after is None and not options.yes and not confirm(
+        "heatgen cannot tell the worker group's size after this update (a template it "
+        "cannot evaluate). Go ahead?"
+    ):
+        raise UsageError(
+            "heatgen cannot tell the worker group's size after this update; review the plan "
+            "and pass --yes to go ahead; nothing was changed"
+        )
+
+
+def _create(
+    cloud: Cloud, fields: Mapping[str, Any], options: DeployOptions, report: Reporter,
+    clock: Clock, started: float, watcher: StackWatcher | None,
+    wait: Callable[[str, str, Event | None], Stack | None], timeout: float,
+) -> DeployResult:
+    name = str(fields["stack_name"])
+    cloud.validate(fields)
+    if options.dry_run:
+        added = [r.name for r in cloud.preview_create(fields)]
+        return DeployResult("planned", None, plan=Plan({"added": added}),
+                            elapsed=clock.now() - started)
+    stack_id = writes.create(cloud, fields, name, report, clock)
+    report.note(f"creating stack {name} ({stack_id})")
+    if not options.wait:
+        if watcher is not None and not watcher.done:
+            # Whatever plays a part in the create (the sandbox's master) must still act.
+            report.note("waiting only until the master's ready signal is sent")
+            wait_for_stack(cloud, stack_id, "CREATE", timeout=timeout,
+                           marker=None, report=report, on_events=watcher, clock=clock,
+                           until=lambda: watcher.done)
+        return DeployResult("started", cloud.get_stack(stack_id), elapsed=clock.now() - started)
+    final = wait(stack_id, "CREATE", None)
+    return DeployResult("created", final, elapsed=clock.now() - started)
+
+
+def _resume(
+    cloud: Cloud, stack: Stack, report: Reporter, clock: Clock, started: float,
+    options: DeployOptions, watcher: StackWatcher | None,
+    wait: Callable[[str, str, Event | None], Stack | None],
+) -> DeployResult:
+    """Send a stalled stack an update with the same definition, so that a running engine
+    takes it over (Heat's convergence engine does not pick up a dead engine's traversal)."""
+    report.note(
+        f"stack {stack.name} is {stack.status}: sending an update with the same definition "
+        "so that a running Heat engine takes it over"
+    )
+    marker = latest_event(cloud, stack.id)
+    writes.update(cloud, stack, {}, True, report, clock)
+    if not options.wait:
+        return DeployResult("started", cloud.get_stack(stack.id), elapsed=clock.now() - started)
+    final = wait(stack.id, "UPDATE", marker)
+    return DeployResult("updated", final, elapsed=clock.now() - started)

@@ -10,7 +10,7 @@ from heatgen.cloud.group import Member, group_members
 from heatgen.cloud.interface import Cloud, Event, Stack
 from heatgen.config import Site
 from heatgen.contract import SECRET_OUTPUTS
-from heatgen.errors import NotDeployed
+from heatgen.errors import CloudError, NotDeployed
 from heatgen.redact import redact_url
 
 
@@ -35,8 +35,9 @@ class StatusReport:
     members: list[Member]
     outputs: Mapping[str, Any]
     events: list[Event]
-    # name -> Aodh state (alarm/ok/insufficient data); "unavailable: ..." without Aodh.
+    # name -> Aodh state (alarm, ok, insufficient data)
     alarms: Mapping[str, str] = field(default_factory=dict)
+    alarms_unavailable: str | None = None  # why the states could not be read
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +58,7 @@ class StatusReport:
             "outputs": dict(self.outputs),
             "events": [e.__dict__ for e in self.events],
             "alarms": dict(self.alarms),
+            "alarms_unavailable": self.alarms_unavailable,
         }
 
 
@@ -65,15 +67,10 @@ def status(
 ) -> StatusReport:
     stack = require_stack(cloud, site)
     events = (cloud.events(stack.id, after=None) or [])[-last_events:]
-    return StatusReport(stack, group_members(cloud, stack), shown_outputs(stack, show_secrets),
-                        events, _alarm_states(cloud, stack))
-
-
-def _alarm_states(cloud: Cloud, stack: Stack) -> dict[str, str]:
-    """Alarm states are extra information: a cloud without Aodh must not fail `status`."""
     try:
-        return {alarm.name: alarm.state for alarm in cloud.alarms(stack.id)}
-    except Exception as error:  # noqa: BLE001 - aodhclient raises its own exception types
-        return {"*": f"unavailable: {type(error).__name__}"}
-
-
+        alarms, unavailable = {a.name: a.state for a in cloud.alarms(stack.id)}, None
+    except CloudError as error:
+        # Alarm states are extra information: a cloud without Aodh must not fail `status`.
+        alarms, unavailable = {}, str(error)
+    return StatusReport(stack, group_members(cloud, stack), shown_outputs(stack, show_secrets),
+                        events, alarms, unavailable)

@@ -1,4 +1,10 @@
-"""Plans: what an update would do, Heat's preview read against the definitions themselves."""
+"""Plans: what an update would do, Heat's preview read against the definitions themselves.
+
+Besides Heat's resource lists, a plan says which parameters change and what the update does
+to the worker group's size, worked out the way Heat's AutoScalingGroup will: the resolved
+``desired_capacity`` (Heat reads 0 as "keep the current size") bounded by ``min_size`` and
+``max_size``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from heatgen.cloud.interface import Definition
-from heatgen.contract import PROTECTED_RESOURCES
+from heatgen.contract import PROTECTED_RESOURCES, WORKER_GROUP
 from heatgen.ops import definitions
 from heatgen.ops.fields import ENVIRONMENT_FILES
 
@@ -19,11 +25,16 @@ class Plan:
     """Heat's own answer to "what would this change": resource names by kind.
 
     ``over_reported`` lists what Heat's preview called updated/replaced although the
-    definition does not change (see :mod:`heatgen.plandiff`); they are shown as unchanged.
+    definition does not change (see :mod:`heatgen.ops.definitions`); they are shown as
+    unchanged. ``parameters`` are ``(name, deployed, new)`` for every changed value;
+    ``group_now``/``group_after`` the worker group's size before and after (None: unknown).
     """
 
     changes: Mapping[str, list[str]]
     over_reported: tuple[str, ...] = ()
+    parameters: tuple[tuple[str, str, str], ...] = ()
+    group_now: int | None = None
+    group_after: int | None = None
 
     @property
     def has_changes(self) -> bool:
@@ -32,6 +43,17 @@ class Plan:
     @property
     def replaces_protected(self) -> list[str]:
         return sorted(set(self.changes.get("replaced", [])) & PROTECTED_RESOURCES)
+
+    @property
+    def removes_group(self) -> bool:
+        """The update replaces or deletes the worker group itself: every member goes."""
+        gone = set(self.changes.get("replaced", [])) | set(self.changes.get("deleted", []))
+        return WORKER_GROUP in gone
+
+    @property
+    def shrinks_group(self) -> bool:
+        return (self.group_now is not None and self.group_after is not None
+                and self.group_after < self.group_now)
 
     def lines(self) -> list[str]:
         lines = [
@@ -44,20 +66,42 @@ class Plan:
                 "changed only because a preview cannot resolve references; their definitions "
                 "are unchanged, so the update leaves them alone"
             )
+        for name, old, new in self.parameters:
+            lines.append(f"parameter: {name} {old} -> {new}")
+        if self.group_now is not None:
+            after = "?" if self.group_after is None else str(self.group_after)
+            lines.append(f"  workers: {self.group_now} now, {after} after the update")
         return lines
 
     def as_dict(self) -> dict[str, Any]:
         return {"changes": {k: sorted(self.changes.get(k, [])) for k in PLAN_KINDS},
-                "over_reported": list(self.over_reported)}
+                "over_reported": list(self.over_reported),
+                "parameters": [{"name": n, "deployed": o, "new": v}
+                               for n, o, v in self.parameters],
+                "workers": {"now": self.group_now, "after": self.group_after}}
 
 
 def reconciled_plan(
-    heat_changes: Mapping[str, list[str]], old: Definition, new: Definition
+    heat_changes: Mapping[str, list[str]], old: Definition, new: Definition,
+    group_now: int | None = None,
 ) -> Plan:
-    """Heat's preview, with what it over-reports moved to unchanged."""
+    """Heat's preview, with what it over-reports moved to unchanged; the parameters that
+    change, and (given the group's size now) its size after the update."""
     changed = definitions.changed_resources(old, new, heat_changes.get("replaced", []))
     changes, moved = definitions.reconcile(heat_changes, changed)
-    return Plan(changes, tuple(moved))
+    after = group_size_after(new, group_now) if group_now is not None else None
+    return Plan(changes, tuple(moved), parameter_changes(old, new), group_now, after)
+
+
+def parameter_changes(old: Definition, new: Definition) -> tuple[tuple[str, str, str], ...]:
+    changed = []
+    for name in sorted(new.parameters):
+        before = old.parameters.get(name)
+        after = definitions.normal(new.parameters[name])
+        shown = "(unset)" if before is None else definitions.normal(before)
+        if shown != after:
+            changed.append((name, shown, after))
+    return tuple(changed)
 
 
 def same_definition(old: Definition, new: Definition) -> bool:
@@ -74,3 +118,78 @@ def same_definition(old: Definition, new: Definition) -> bool:
         if name not in ENVIRONMENT_FILES and old.files.get(name) != text:
             return False
     return all(old.registry.get(k) == v for k, v in new.registry.items())
+
+
+class _Unknown(Exception):
+    """A value heatgen cannot work out without Heat."""
+
+
+def group_size_after(new: Definition, current: int) -> int | None:
+    """The worker group's size once Heat has applied ``new`` to a group of ``current``.
+
+    Heat's AutoScalingGroup takes ``desired_capacity or current`` and bounds it by min and
+    max. None when the template's group has a form heatgen cannot evaluate.
+    """
+    resources = new.template.get("resources") or {}
+    group = resources.get(WORKER_GROUP)
+    if not isinstance(group, Mapping):
+        return None
+    properties = group.get("properties") or {}
+    try:
+        low = _number(properties.get("min_size", 0), new)
+        high = _number(properties.get("max_size"), new)
+        wanted = properties.get("desired_capacity")
+        desired = _number(wanted, new) if wanted is not None else 0
+    except _Unknown:
+        return None
+    return max(low, min(high, desired or current))
+
+
+def _value(node: Any, new: Definition) -> Any:
+    if isinstance(node, Mapping) and len(node) == 1:
+        ((function, argument),) = node.items()
+        if function == "get_param" and isinstance(argument, str):
+            if argument in new.parameters:
+                return new.parameters[argument]
+            declared = (new.template.get("parameters") or {}).get(argument) or {}
+            if "default" in declared:
+                return declared["default"]
+            raise _Unknown(argument)
+        if function == "if" and isinstance(argument, list) and len(argument) == 3:
+            return _value(argument[1] if _condition(argument[0], new) else argument[2], new)
+        raise _Unknown(function)
+    if isinstance(node, Mapping | list):
+        raise _Unknown(node)
+    return node
+
+
+def _number(node: Any, new: Definition) -> int:
+    value = _value(node, new)
+    if isinstance(value, bool):
+        raise _Unknown(value)
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        raise _Unknown(value) from None
+
+
+def _condition(node: Any, new: Definition) -> bool:
+    if isinstance(node, bool):
+        return node
+    if isinstance(node, str):
+        conditions = new.template.get("conditions") or {}
+        if node not in conditions:
+            raise _Unknown(node)
+        return _condition(conditions[node], new)
+    if isinstance(node, Mapping) and len(node) == 1:
+        ((function, argument),) = node.items()
+        if function == "equals" and isinstance(argument, list) and len(argument) == 2:
+            left, right = (definitions.normal(_value(a, new)) for a in argument)
+            return left == right
+        if function == "not":
+            return not _condition(argument, new)
+        if function == "and" and isinstance(argument, list):
+            return all(_condition(a, new) for a in argument)
+        if function == "or" and isinstance(argument, list):
+            return any(_condition(a, new) for a in argument)
+    raise _Unknown(node)

@@ -1,7 +1,10 @@
 """``heatgen scale``: change the worker group's size with a PATCH of only the capacity.
 
 Growing is a plain PATCH. Shrinking goes through the guarded scale-in
-(:mod:`heatgen.scalein.shrink`) so that no busy worker is removed.
+(:mod:`heatgen.scalein.shrink`) so that no busy worker is removed. Bounds are the deployed
+stack's (``worker_min``/``worker_max``), or the ones given with the request. 0 workers parks
+the grid: the template then sets the group's maximum to 0, since Heat reads a desired capacity
+of 0 as "unset".
 """
 
 from __future__ import annotations
@@ -9,20 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from heatgen.cloud.interface import Cloud, Definition, Stack
+from heatgen.cloud.interface import Cloud, Definition, Event, Stack
 from heatgen.config import Site
 from heatgen.contract import GridOutputs, as_int
-from heatgen.errors import StackBusy, UsageError
+from heatgen.errors import StackBusy, StackFailed, UsageError
 from heatgen.ops import fields as stackfields
-from heatgen.ops import plan as plan_module
 from heatgen.ops import writes
 from heatgen.ops.busy import refuse_if_busy, stack_lock
 from heatgen.ops.inspect import require_stack
-from heatgen.ops.plan import Plan
+from heatgen.ops.plan import Plan, reconciled_plan
 from heatgen.ops.report import Clock, Reporter
-from heatgen.ops.wait import latest_event_id, wait_for_stack
+from heatgen.ops.wait import Stall, latest_event, wait_for_stack
 from heatgen.pool import PoolQuery
 from heatgen.scalein import shrink
+
+STALL_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,9 @@ class ScaleRequest:
     force: bool = False
     drain: bool = False
     drain_timeout: float = 3600.0
+    resume: bool = False  # send the resize again to a stalled update
+    stall_timeout: float = STALL_TIMEOUT  # 0: never call a wait stalled
+    site_label: str = "SITE.yaml"  # how hints name the site file
 
 
 @dataclass(frozen=True)
@@ -50,33 +57,80 @@ class ScaleResult:
 
     @property
     def busy_kept(self) -> int:
+        """Members that would have had to go but are busy (in the pool, not idle)."""
         return len(self.scale_in.busy_kept) if self.scale_in is not None else 0
 
+    @property
+    def unknown_kept(self) -> int:
+        """Members that would have had to go but whose state the pool cannot tell."""
+        return len(self.scale_in.unknown_kept) if self.scale_in is not None else 0
 
-def scale_parameters(site: Site, request: ScaleRequest) -> dict[str, int]:
-    """The PATCH parameters for a capacity change, checked against min/max before any call."""
-    low = request.min if request.min is not None else site.workers.min
-    high = request.max if request.max is not None else site.workers.max
+
+def check_request(request: ScaleRequest) -> None:
+    """What can be told wrong without the cloud: negative sizes, crossed bounds."""
     problems = []
-    if low < 0:
-        problems.append(f"--min must be >= 0 (got {low})")
-    if high < 1:
-        problems.append(f"--max must be >= 1 (got {high})")
+    if request.workers < 0:
+        problems.append(f"--workers must be >= 0 (got {request.workers})")
+    if request.min is not None and request.min < 0:
+        problems.append(f"--min must be >= 0 (got {request.min})")
+    if request.max is not None and request.max < 1:
+        problems.append(f"--max must be >= 1 (got {request.max})")
+    if request.min is not None and request.max is not None and request.min > request.max:
+        problems.append(f"--min must be <= --max (got {request.min} > {request.max})")
+    if request.force and request.drain:
+        problems.append("--force and --drain exclude each other")
+    if problems:
+        raise UsageError("; ".join(problems))
+
+
+def _bound(given: int | None, stack: Stack | None, parameter: str, site_value: int,
+           flag: str) -> tuple[int, str]:
+    if given is not None:
+        return given, flag
+    deployed = as_int(stack.parameters.get(parameter)) if stack is not None else None
+    if deployed is not None:
+        return deployed, f"the stack's {parameter}"
+    return site_value, f"workers.{flag.removeprefix('--')}"
+
+
+def scale_parameters(site: Site, request: ScaleRequest, stack: Stack | None = None,
+                     ) -> dict[str, int]:
+    """The PATCH parameters for a capacity change, checked against the bounds that apply:
+    the request's, else the deployed stack's, else the site's."""
+    check_request(request)
+    low, low_from = _bound(request.min, stack, "worker_min", site.workers.min, "--min")
+    high, high_from = _bound(request.max, stack, "worker_max", site.workers.max, "--max")
+    label, wanted = request.site_label, request.workers
+    problems = []
     if low > high:
-        problems.append(f"min must be <= max (got {low} > {high})")
-    if not low <= request.workers <= high:
+        problems.append(f"the minimum {low} ({low_from}) is above the maximum {high} "
+                        f"({high_from}); give both with --min and --max")
+    elif wanted > high:
         problems.append(
-            f"--workers {request.workers} is outside min..max {low}..{high}; "
-            "change the bounds with --min/--max"
+            f"--workers {wanted} is above the maximum {high} ({high_from}); raise it with "
+            f"`heatgen scale {label} --workers {wanted} --max {wanted}` (or raise "
+            "workers.max and deploy)"
+        )
+    elif wanted < low:
+        problems.append(
+            f"--workers {wanted} is below the minimum {low} ({low_from}); lower it with "
+            f"`heatgen scale {label} --workers {wanted} --min {wanted}`"
         )
     if problems:
         raise UsageError("; ".join(problems))
-    params = {"worker_desired": request.workers}
+    params = {"worker_desired": wanted}
     if request.min is not None:
         params["worker_min"] = request.min
     if request.max is not None:
         params["worker_max"] = request.max
     return params
+
+
+def _resizing_to(stack: Stack, params: Mapping[str, int]) -> bool:
+    """An update in progress that sets exactly these capacity values (an earlier run's)."""
+    return stack.action == "UPDATE" and stack.in_progress and all(
+        as_int(stack.parameters.get(name)) == value for name, value in params.items()
+    )
 
 
 def scale(
@@ -91,12 +145,18 @@ def scale(
     """Change the group's size with a PATCH update of only the capacity parameters.
 
     Shrinking removes only idle workers: ``pool_for(stack)`` gives the pool to ask (see
-    :mod:`heatgen.scalein.shrink`). Without a pool a shrink needs ``force``.
+    :mod:`heatgen.scalein.shrink`). Without a pool a shrink needs ``force``. A run that finds
+    the same resize already under way (an interrupted earlier run) waits for it.
     """
     clock = clock or Clock()
     started = clock.now()
-    params = scale_parameters(site, request)
+    check_request(request)
     stack = require_stack(cloud, site)
+    params = scale_parameters(site, request, stack)
+    if not request.dry_run and stack.in_progress and (
+        _resizing_to(stack, params) or request.resume
+    ):
+        return _attach(cloud, stack, request, params, report, clock, started)
     current = GridOutputs.of(stack.outputs).worker_count
     if current is not None and request.workers < current:
         pool = pool_for(stack) if pool_for is not None else None
@@ -124,45 +184,65 @@ def scale(
             deployed.registry,
         )
         previewed = cloud.preview_update(stack.id, fields, patch=True)
-        plan = plan_module.reconciled_plan(previewed, deployed, wanted)
+        plan = reconciled_plan(previewed, deployed, wanted, current)
         return ScaleResult("planned", stack, params, plan=plan, elapsed=clock.now() - started)
     with stack_lock(stack, wait=request.wait_for_idle, timeout=request.timeout, report=report,
                     clock=clock):
-        return _patch_and_wait(cloud, stack, request, params, report, clock, started)
+        stack = refuse_if_busy(
+            cloud, stack, wait_for_idle=request.wait_for_idle, timeout=request.timeout,
+            report=report, clock=clock,
+        )
+        marker = latest_event(cloud, stack.id)
+        writes.update(cloud, stack, fields, True, report, clock)
+        return _wait_resized(cloud, stack, request, params, report, clock, started, marker)
 
 
-def _patch_and_wait(
+def _attach(
     cloud: Cloud, stack: Stack, request: ScaleRequest, params: dict[str, int], report: Reporter,
     clock: Clock, started: float,
 ) -> ScaleResult:
-    stack = refuse_if_busy(
-        cloud, stack, wait_for_idle=request.wait_for_idle, timeout=request.timeout,
-        report=report, clock=clock,
-    )
-    marker = latest_event_id(cloud, stack.id)
-    writes.update(cloud, stack, stackfields.patch_fields(params), True, report, clock)
+    marker = latest_event(cloud, stack.id)
+    if request.resume:
+        report.note(
+            f"stack {stack.name} is {stack.status}: sending the resize again so that a running "
+            "Heat engine takes it over"
+        )
+        writes.update(cloud, stack, stackfields.patch_fields(params), True, report, clock)
+    else:
+        report.note(f"stack {stack.name} is already being resized to "
+                    f"{params['worker_desired']} workers; attaching to it")
     return _wait_resized(cloud, stack, request, params, report, clock, started, marker)
 
 
 def _wait_resized(
     cloud: Cloud, stack: Stack, request: ScaleRequest, params: dict[str, int], report: Reporter,
-    clock: Clock, started: float, marker: str | None,
+    clock: Clock, started: float, marker: Event | None,
     scale_in: shrink.ScaleInPlan | None = None,
 ) -> ScaleResult:
     report.note(f"resizing {stack.name}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
     if not request.wait:
         return ScaleResult("started", stack, params, elapsed=clock.now() - started,
                            scale_in=scale_in)
+    label = request.site_label
+    again = f"`heatgen scale {label} --workers {request.workers}`"
     final = wait_for_stack(
         cloud, stack.id, "UPDATE", timeout=request.timeout, marker=marker, report=report,
         clock=clock,
+        stall=Stall(request.stall_timeout, resume=f"run {again[:-1]} --resume`"),
+        hint=f"run `heatgen status {label}` to look, or {again} again to wait",
     )
     won = as_int((final.parameters if final else {}).get("worker_desired"))
-    if won is not None and won != params["worker_desired"]:
+    wanted = params["worker_desired"]
+    if won is not None and won != wanted:
         raise StackBusy(
             f"another update of stack {stack.name} ran at the same time and won: the group "
-            f"is set to {won} workers, not {params['worker_desired']}; run the command again "
-            "to apply this one"
+            f"is set to {won} workers, not {wanted}; run the command again to apply this one"
+        )
+    reached = GridOutputs.of(final.outputs).worker_count if final else None
+    if reached is not None and reached != wanted:
+        raise StackFailed(
+            f"Heat finished the update of {stack.name} ({final.status if final else '?'}), "
+            f"but the group has {reached} workers, not {wanted}"
         )
     return ScaleResult("scaled", final, params, elapsed=clock.now() - started, scale_in=scale_in)
 
@@ -171,12 +251,12 @@ def _scale_in(
     cloud: Cloud, stack: Stack, request: ScaleRequest, params: dict[str, int], pool: PoolQuery,
     report: Reporter, clock: Clock, started: float, options: shrink.ScaleInOptions,
 ) -> ScaleResult:
-    """Choose idle members; mark them, re-check the pool, unmark the claimed; PATCH the size."""
+    """Choose idle members; mark them, re-check the pool, unmark the claimed; PATCH the size.
+
+    The plan is returned, not printed: the caller shows it once."""
     options = replace(options, force=request.force, drain=request.drain,
                       drain_timeout=request.drain_timeout)
     plan = shrink.choose(cloud, stack, pool, request.workers, options, report.note)
-    for line in plan.lines():
-        report.note(line)
     if request.dry_run or not plan.removed:
         action = "planned" if request.dry_run else "unchanged"
         return ScaleResult(action, stack, {**params, "worker_desired": plan.target_size},
@@ -185,7 +265,7 @@ def _scale_in(
         cloud, stack, wait_for_idle=request.wait_for_idle, timeout=request.timeout,
         report=report, clock=clock,
     )
-    marker = latest_event_id(cloud, stack.id)
+    marker = latest_event(cloud, stack.id)
     with shrink.marked(cloud, pool, plan, options, report.note) as plan:
         params = {**params, "worker_desired": plan.target_size}
         if not plan.removed:

@@ -9,6 +9,7 @@ Nothing here prints; progress goes to an optional callback.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import signal
@@ -22,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from heatgen.errors import SandboxError
 from heatgen.sandbox import configfiles
@@ -39,6 +38,7 @@ from heatgen.sandbox.settings import (
     ensure_secrets,
     load_secrets,
     save_settings,
+    stored_settings,
 )
 
 Progress = Callable[[str], None]
@@ -578,6 +578,34 @@ def _start_telemetry(config: SandboxConfig, secrets: SandboxSecrets, deadline: f
     telemetry.ensure_gnocchi_objects(admin_session(config, secrets))
 
 
+def has_data(config: SandboxConfig) -> bool:
+    """Whether the state dir holds a sandbox's data (Keystone was initialised there)."""
+    return (config.data_dir / _KEYSTONE_MARKER).exists()
+
+
+def _previous_config(config: SandboxConfig) -> SandboxConfig:
+    """The sandbox as the last ``up`` in this state dir left it (``config`` if none)."""
+    stored = stored_settings(config.state_dir)
+    if not stored:
+        return config
+    return replace(config, **stored)
+
+
+def refuse_backend_switch(previous: SandboxConfig, config: SandboxConfig) -> None:
+    """Stacks and users live in the backend's database: another backend would start empty
+    and break the old one's state, so a switch needs ``--reset``."""
+    if previous.backend == config.backend or not has_data(previous):
+        return
+    extra = " --telemetry" if config.telemetry else ""
+    raise SandboxError(
+        f"the sandbox in {config.state_dir} keeps its stacks and users in {previous.backend}; "
+        f"it cannot move them to {config.backend}. Start it as it is with `heatgen sandbox up "
+        f"--backend {previous.backend}`, or start an empty {config.backend} sandbox with "
+        f"`heatgen sandbox up --reset --backend {config.backend}{extra}` (deletes its stacks); "
+        "nothing was changed"
+    )
+
+
 def up(
     config: SandboxConfig, *, reset: bool = False, progress: Progress | None = None
 ) -> SandboxStatus:
@@ -589,9 +617,15 @@ def up(
     """
     started = time.monotonic()
     notes: list[str] = []
+    previous = _previous_config(config)
     if reset:
-        down(config, reset=True, progress=progress)
+        down(previous, reset=True, progress=progress)
         notes.append("reset: previous stacks and identity data deleted")
+    else:
+        refuse_backend_switch(previous, config)
+        if previous != config and status(previous, probe=False).state == "running":
+            _say(progress, "settings changed; restarting the sandbox with them")
+            notes.extend(down(previous).notes)
     current = status(config)
     if current.state == "running":
         return replace(current, notes=("already running",))
@@ -654,6 +688,8 @@ def up(
             _start_telemetry(config, secrets, deadline, progress)
     except BaseException:
         down(config)
+        if previous != config and has_data(previous):
+            save_settings(previous)  # the next plain `up` starts the sandbox that worked
         raise
 
     elapsed = time.monotonic() - started
@@ -688,43 +724,56 @@ def clouds_document(config: SandboxConfig) -> dict[str, Any]:
     return {"clouds": {CLOUD_NAME: clouds_entry(config)}}
 
 
-def merge_clouds(existing: Any, entry: dict[str, Any]) -> dict[str, Any]:
-    """``existing`` clouds.yaml data with the sandbox entry set; every other key kept."""
-    if existing is None:
-        existing = {}
-    if not isinstance(existing, dict) or not isinstance(existing.get("clouds", {}), dict):
-        raise SandboxError("clouds.yaml: expected a mapping with a `clouds` mapping")
-    merged = dict(existing)
-    merged["clouds"] = {**(existing.get("clouds") or {}), CLOUD_NAME: entry}
-    return merged
-
-
 def write_clouds_yaml(config: SandboxConfig, path: Path | None = None) -> Path:
-    """Add or replace the ``heatgen-sandbox`` entry in ``path``, keeping every other cloud.
+    """Add or replace the ``heatgen-sandbox`` entry in ``path``, keeping everything else.
 
-    Written atomically with mode 0600 (it holds a password). YAML comments in an existing
-    file are not preserved.
+    The file is edited round-trip (ruamel.yaml), so other clouds, comments and key order stay
+    as they were; the previous file is kept as ``<path>.bak``. Both are written atomically with
+    mode 0600 (they hold passwords).
     """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.error import YAMLError
+
     target = (path or default_clouds_yaml()).expanduser()
     entry = clouds_entry(config)
+    round_trip = YAML()
+    round_trip.preserve_quotes = True
     try:
-        existing = yaml.safe_load(target.read_text(encoding="utf-8"))
+        before: str | None = target.read_text(encoding="utf-8")
     except FileNotFoundError:
-        existing = None
-    except (OSError, yaml.YAMLError) as error:
-        problem = f"{target}: cannot read ({type(error).__name__}); not changed"
-        raise SandboxError(problem) from error
+        before = None
+    except OSError as error:
+        raise SandboxError(f"{target}: cannot read ({error.strerror}); not changed") from error
     try:
-        merged = merge_clouds(existing, entry)
-    except SandboxError as error:
-        raise SandboxError(f"{target}: {error}; not changed") from error
+        document = round_trip.load(before) if before and before.strip() else None
+    except YAMLError as error:
+        raise SandboxError(f"{target}: not valid YAML ({type(error).__name__}); not changed"
+                           ) from error
+    if document is None:
+        document = CommentedMap()
+    clouds = document.get("clouds") if isinstance(document, dict) else None
+    if not isinstance(document, dict) or not isinstance(clouds, dict | None):
+        raise SandboxError(f"{target}: expected a mapping with a `clouds` mapping; not changed")
+    if clouds is None:
+        document["clouds"] = clouds = CommentedMap()
+    clouds[CLOUD_NAME] = entry
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if before is not None:
+        _write_private_file(target.with_name(target.name + ".bak"), before)
+    buffer = io.StringIO()
+    round_trip.dump(document, buffer)
+    _write_private_file(target, buffer.getvalue())
+    return target
+
+
+def _write_private_file(target: Path, text: str) -> None:
     tmp = target.with_name(f".{target.name}.heatgen-tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(merged, handle, default_flow_style=False, sort_keys=False)
+        handle.write(text)
+    os.chmod(tmp, 0o600)
     os.replace(tmp, target)
-    return target
 
 
 def auth_dict(config: SandboxConfig) -> dict[str, Any]:

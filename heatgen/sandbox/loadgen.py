@@ -166,17 +166,24 @@ def for_sandbox(site_path: Path, percent: float, *, state_dir: Path | None = Non
     """A generator for the site's stack in the sandbox (which must run ``--telemetry``)."""
     if not 0 <= percent <= 100:
         raise UsageError(f"--cpu: must be 0-100 (got {percent:g})")
+    from heatgen.config import Telemetry, load_site
+
+    site = load_site(site_path)
+    if site.autoscaling.telemetry is not Telemetry.GNOCCHI:
+        raise UsageError(
+            f"{site_path}: autoscaling.telemetry is {site.autoscaling.telemetry.value}, but "
+            "`heatgen sandbox load` feeds Gnocchi (the sandbox's telemetry has no Prometheus): "
+            "it needs autoscaling.telemetry: gnocchi"
+        )
     from gnocchiclient.v1 import client as gnocchi_client
     from heatclient import client as heat_client
     from keystoneauth1 import session as ks_session
     from keystoneauth1.identity import v3
 
-    from heatgen.config import load_site
     from heatgen.sandbox import telemetry
     from heatgen.sandbox.control import session as admin_session
     from heatgen.sandbox.settings import resolve_config
 
-    site = load_site(site_path)
     config = resolve_config(state_dir)
     secrets = telemetry.load_secrets(config)
     if not config.telemetry or secrets is None:

@@ -217,6 +217,10 @@ class SandboxMaster:
         if self.pending and not self.signalled:
             self.signal(stack_id)
 
+    @property
+    def done(self) -> bool:
+        return self.signalled
+
     def attach(self, stack_id: str) -> None:
         """For a create already under way: signal if the wait condition is waiting now."""
         status = {r.name: r.status for r in self.cloud.resources(stack_id, nested_depth=0)}

@@ -47,10 +47,21 @@ class ScaleInPlan:
         return tuple(v for v in self.choice.kept if v.member.name not in forced)
 
     @property
-    def busy_kept(self) -> tuple[scalein.Verdict, ...]:
-        """The members that would have had to go for the size asked for, but are busy."""
+    def shortfall_kept(self) -> tuple[scalein.Verdict, ...]:
+        """The members that would have had to go for the size asked for, but must stay."""
         shortfall = max(0, self.choice.needed - len(self.forced))
         return self.not_removable[:shortfall]
+
+    @property
+    def busy_kept(self) -> tuple[scalein.Verdict, ...]:
+        """Of :attr:`shortfall_kept`, those the pool lists as running jobs (or draining)."""
+        return tuple(v for v in self.shortfall_kept if v.in_pool)
+
+    @property
+    def unknown_kept(self) -> tuple[scalein.Verdict, ...]:
+        """Of :attr:`shortfall_kept`, those the pool does not list while it lists none of the
+        group: never joined, or the pool cannot be trusted right now; not taken as idle."""
+        return tuple(v for v in self.shortfall_kept if not v.in_pool)
 
     @property
     def target_size(self) -> int:

@@ -5,6 +5,8 @@ Runs the `heatgen` command in-process against the session's sandbox; nothing her
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,24 +87,28 @@ def test_thesis_grid_deploy_scale_plan_delete(
     assert "stack thesis-grid CREATE_COMPLETE" in out
     assert "heatgen sent the master's ready signal" in err
     assert "master_wait_handle       SIGNAL_COMPLETE" in err
-    assert 'wait_condition_data: {"master": "sandbox"}' in out
-    assert "worker_count: 1" in out
+    assert 'ready:    {"master": "sandbox"}' in out
+    assert "workers:  1 (CREATE_COMPLETE 1)" in out
+    assert "master:   none (sandbox: no network)" in out
     assert "scale_up_url: http://127.0.0.1:" in out
+    assert "Signature=" not in out
+    code, out, err = cli("outputs", str(thesis_site))
     assert "?<redacted>" in out and "Signature=" not in out
     master = _physical_id(sandbox, "thesis-grid", "master")
     assert len(_members(sandbox, "thesis-grid")) == 1
 
     code, out, err = cli("scale", str(thesis_site), "--workers", "3")
     assert code == 0, err
-    assert "workers: 3" in out
+    assert out.rstrip().endswith("workers: 3")
     assert len(_members(sandbox, "thesis-grid")) == 3
     assert _physical_id(sandbox, "thesis-grid", "master") == master
 
     events_before = len(sandbox.heat.events.list("thesis-grid"))
     code, out, err = cli("scale", str(thesis_site), "--workers", "8")
     assert code == 2
-    assert err == "heatgen: error: --workers 8 is outside min..max 1..7; change the bounds " \
-                  "with --min/--max\n"
+    assert err == "heatgen: error: --workers 8 is above the maximum 7 (the stack's " \
+                  f"worker_max); raise it with `heatgen scale {thesis_site} --workers 8 " \
+                  "--max 8` (or raise workers.max and deploy)\n"
     assert len(sandbox.heat.events.list("thesis-grid")) == events_before
 
     hotter = _site(tmp_path, "thesis-grid", "-hotter", **{"cpu_high: 50": "cpu_high: 60"})
@@ -113,6 +119,8 @@ def test_thesis_grid_deploy_scale_plan_delete(
     assert lines == {"added": "-", "updated": "cpu_alarm_high", "replaced": "-", "deleted": "-",
                      "unchanged": lines["unchanged"]}
     assert "master" in lines["unchanged"].split(", ")
+    assert "parameter: cpu_high_threshold 60000000000 -> 72000000000" in out
+    assert "  workers: 3 now, 3 after the update" in out
     assert len(_members(sandbox, "thesis-grid")) == 3
 
     code, out, err = cli("deploy", str(thesis_site))
@@ -149,3 +157,113 @@ def test_master_that_never_signals_fails_fast_and_names_the_wait_condition(
         code, out, err = cli("delete", str(site), "--yes")
     assert code == 0, err
     assert _gone(sandbox, "silent-grid")
+
+
+def _event_ids(sandbox: Sandbox, stack: str) -> set[str]:
+    return {e.id for e in sandbox.heat.events.list(stack, nested_depth=2)}
+
+
+def _new_events(sandbox: Sandbox, stack: str, before: set[str]) -> list[Any]:
+    return [e for e in sandbox.heat.events.list(stack, nested_depth=2) if e.id not in before]
+
+
+def test_a_deploy_never_shrinks_the_group_and_zero_parks_it(
+    sandbox: Sandbox, cli: Any, tmp_path: Path
+) -> None:
+    site = _site(tmp_path, "park-grid")
+    lowered = _site(tmp_path, "park-grid", "-max3", **{"max: 7": "max: 3"})
+    try:
+        assert cli("deploy", str(site))[0] == 0
+        assert cli("scale", str(site), "--workers", "5")[0] == 0
+        assert len(_members(sandbox, "park-grid")) == 5
+
+        code, out, err = cli("deploy", str(lowered), "--dry-run")
+        assert code == 0, err
+        assert "parameter: worker_max 7 -> 5" in out
+        assert "  workers: 5 now, 5 after the update" in out
+        before = _event_ids(sandbox, "park-grid")
+        code, out, err = cli("deploy", str(lowered))
+        assert code == 0, err
+        assert "keeps the maximum at 5" in err
+        assert f"`heatgen scale {lowered} --workers 3 --max 3`" in err
+        assert len(_members(sandbox, "park-grid")) == 5
+        assert not [e for e in _new_events(sandbox, "park-grid", before)
+                    if e.resource_status.startswith("DELETE")]
+
+        code, out, err = cli("scale", str(lowered), "--workers", "6")
+        assert code == 2
+        assert "--workers 6 is above the maximum 5 (the stack's worker_max)" in err
+
+        code, out, err = cli("scale", str(lowered), "--workers", "0", "--min", "0", "--force")
+        assert code == 0, err
+        assert out.rstrip().endswith("workers: 0")
+        assert _members(sandbox, "park-grid") == []
+        assert _outputs(sandbox, "park-grid")["worker_count"] == 0
+
+        code, out, err = cli("scale", str(lowered), "--workers", "2")
+        assert code == 0, err
+        assert len(_members(sandbox, "park-grid")) == 2
+    finally:
+        cli("delete", str(site), "--yes")
+    assert _gone(sandbox, "park-grid")
+
+
+def _outputs(sandbox: Sandbox, stack: str) -> dict[str, Any]:
+    shown = sandbox.heat.stacks.get(stack)
+    return {o["output_key"]: o.get("output_value") for o in shown.outputs or []}
+
+
+def test_the_sandbox_name_works_as_os_cloud_and_no_wait_still_signals_the_master(
+    sandbox: Sandbox, cli: Any, tmp_path: Path
+) -> None:
+    site = _site(tmp_path, "nowait-grid")
+    try:
+        code, out, err = cli("deploy", str(site), "--no-wait", "--os-cloud", "heatgen-sandbox")
+        assert code == 0, err
+        assert "Heat accepted the change" in out
+        assert "heatgen sent the master's ready signal" in err
+        deadline = time.monotonic() + 120
+        while sandbox.heat.stacks.get("nowait-grid").stack_status != "CREATE_COMPLETE":
+            assert time.monotonic() < deadline, "the create never finished"
+            time.sleep(1)
+    finally:
+        cli("delete", str(site), "--yes")
+    assert _gone(sandbox, "nowait-grid")
+
+
+def test_an_engine_restart_mid_create_is_noticed_and_resume_finishes_it(
+    sandbox: Sandbox, cli: Any, tmp_path: Path
+) -> None:
+    from heatgen.sandbox import control
+
+    # Long enough that the wait condition cannot time out before the engine is gone.
+    site = _site(tmp_path, "stalled-grid", **{"wait_timeout: 1800": "wait_timeout: 10"})
+    try:
+        code, out, err = cli("deploy", str(site), "--no-wait", "--sandbox-no-master-signal")
+        assert code == 0, err
+        deadline = time.monotonic() + 60
+        while sandbox.heat.resources.get("stalled-grid", "master_wait").resource_status \
+                != "CREATE_IN_PROGRESS":
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        # The engine dies in the middle of the create (SIGKILL: nothing is cleaned up), and
+        # the sandbox comes back up with a new one.
+        heat_pid = int(sandbox.config.pid_file("heat").read_text().split()[0])
+        os.kill(heat_pid, signal.SIGKILL)
+        control.up(sandbox.config)
+        started = time.monotonic()
+        code, out, err = cli("deploy", str(site), "--stall-timeout", "5")
+        assert code == 5, err
+        assert "attaching to it" in err
+        assert "has shown no progress" in err
+        assert f"run `heatgen deploy {site} --resume`" in err
+        assert time.monotonic() - started < 10 + 30 + 30  # the wait condition's own timeout
+        assert sandbox.heat.stacks.get("stalled-grid").stack_status == "CREATE_IN_PROGRESS"
+
+        code, out, err = cli("deploy", str(site), "--resume")
+        assert code == 0, err
+        assert "stack stalled-grid UPDATE_COMPLETE" in out
+        assert len(_members(sandbox, "stalled-grid")) == 1
+    finally:
+        cli("delete", str(site), "--yes")
+    assert _gone(sandbox, "stalled-grid")

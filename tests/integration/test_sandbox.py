@@ -34,7 +34,8 @@ def run_heatgen(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
     )
 
 
-def test_up_status_env_round_trip(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_up_status_env_round_trip(sandbox: Sandbox, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
     config = sandbox.config
     assert sandbox.startup_seconds > 0
 
@@ -85,6 +86,7 @@ def test_up_status_env_round_trip(sandbox: Sandbox, tmp_path: Path) -> None:
     import openstack.config
     from heatclient import client as heat_client
 
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))  # the tests' empty one else
     cloud = openstack.config.OpenStackConfig(config_files=[str(clouds_yaml)]).get_one(
         CLOUD_NAME
     )

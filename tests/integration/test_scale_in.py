@@ -247,6 +247,7 @@ def test_cli_scale_in_reports_busy_kept_with_exit_6(
     code = main(["scale", str(path), "--workers", "3"])
     out, err = capsys.readouterr()
     assert code == 6
-    assert "heatgen: 1 more worker would have had to go, but it is busy" in err
+    assert "heatgen: asked for 3 workers, the group keeps 4: 1 more would have had to go, but " \
+           "1 is busy" in err
     assert "--drain" in err
     assert len(_members(cloud, site)) == 4

@@ -5,14 +5,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # shellcheck, cloud-init and nftables check the boot payloads; PostgreSQL serves the sandbox's
-# `--backend postgres` and `--telemetry` (Gnocchi's indexer needs it).
-apt_packages=(shellcheck cloud-init nftables postgresql)
+# `--backend postgres` and `--telemetry` (Gnocchi's indexer needs it); debootstrap builds the
+# Debian 13 root of the sandbox's pool hosts (`--pool`), ssh reaches them.
+apt_packages=(shellcheck cloud-init nftables postgresql debootstrap openssh-client)
 missing=()
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v cloud-init >/dev/null 2>&1 || missing+=(cloud-init)
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 \
   || missing+=(postgresql)
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${missing[*]} from Debian" >&2

@@ -163,6 +163,103 @@ def test_bad_config_messages(tmp_path: Path, text: str, expected: list[str]) -> 
     assert _problems(tmp_path, text) == expected
 
 
+def _debian(master: str = "debian13", workers: str = "debian13", version: str | None = None
+            ) -> str:
+    text = MINIMAL.replace("  image: AlmaLinux-9\n  flavor: m1.small\nworkers:",
+                           f"  image: Debian-13\n  os: {master}\n  flavor: m1.small\nworkers:")
+    text = text.replace("workers:\n  image: AlmaLinux-9",
+                        f"workers:\n  image: Debian-13\n  os: {workers}")
+    if version is not None:
+        text = text.replace("  pool_name: mini", f'  pool_name: mini\n  version: "{version}"')
+    return text
+
+
+def test_debian13_takes_its_own_htcondor_23_9(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(_debian(version="23.9"))
+    site = load_site(path)
+    assert (site.master.os.value, site.workers.os.value) == ("debian13", "debian13")
+    assert site.condor.version == "23.9"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            _debian(),
+            ['condor.version: must be "23.9" with os: debian13 (Debian 13 ships HTCondor 23.9) '
+             "(got '24.0')"],
+        ),
+        (
+            _debian(version="24.x"),
+            ['condor.version: must be "23.9" with os: debian13 (Debian 13 ships HTCondor 23.9) '
+             "(got '24.x')"],
+        ),
+        (
+            _debian(version="23.0"),
+            ["condor.version: must be 24.0 or newer: the boot payload relies on HTCondor 24's "
+             'token-only security (the one exception is "23.9" with os: debian13, Debian 13\'s '
+             "own HTCondor) (got '23.0')"],
+        ),
+        (
+            MINIMAL.replace("  pool_name: mini", '  pool_name: mini\n  version: "23.9"'),
+            ['condor.version: "23.9" needs os: debian13 on the master and the workers (Debian '
+             "13's own HTCondor); el9 needs 24.0 or newer (got '23.9')"],
+        ),
+        (
+            _debian(master="el9", workers="ubuntu24.04", version="23.9"),
+            ['condor.version: "23.9" needs os: debian13 on the master and the workers (Debian '
+             "13's own HTCondor); el9 and ubuntu24.04 need 24.0 or newer (got '23.9')"],
+        ),
+        (
+            _debian(workers="el9", version="23.9"),
+            ["workers.os: must be debian13 on both the master and the workers or on neither: "
+             'Debian 13 ships only HTCondor "23.9", the other images need 24.0 or newer, and '
+             "the pool runs one condor.version (got 'el9' with master.os 'debian13')"],
+        ),
+        (
+            _debian(master="ubuntu22.04", version="24.0"),
+            ["workers.os: must be debian13 on both the master and the workers or on neither: "
+             'Debian 13 ships only HTCondor "23.9", the other images need 24.0 or newer, and '
+             "the pool runs one condor.version (got 'debian13' with master.os 'ubuntu22.04')"],
+        ),
+        (
+            _debian(master="debian12", version="23.9"),
+            ["master.os: must be 'el9', 'ubuntu22.04', 'ubuntu24.04' or 'debian13' "
+             "(got 'debian12')"],
+        ),
+    ],
+    ids=["debian-default-24", "debian-24x", "debian-23.0", "el9-23.9", "el9-ubuntu-23.9",
+         "mixed-debian-master", "mixed-debian-workers", "unknown-os"],
+)
+def test_debian13_and_the_condor_version_go_together(
+    tmp_path: Path, text: str, expected: list[str]
+) -> None:
+    assert _problems(tmp_path, text) == expected
+
+
+def test_retirement_time_defaults_to_a_day(tmp_path: Path) -> None:
+    assert load_site(EXAMPLES / "minimal.yaml").condor.retirement_time == 86400
+    path = tmp_path / "site.yaml"
+    path.write_text(MINIMAL.replace("  pool_name: mini", "  pool_name: mini\n"
+                                    "  retirement_time: 2592000"))
+    assert load_site(path).condor.retirement_time == 30 * 86400
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", "condor.retirement_time: must be greater than 0 (got 0)"),
+        ("2592001", "condor.retirement_time: must be less than or equal to 2592000 (got 2592001)"),
+        ("1.5", "condor.retirement_time: must be a valid integer (got 1.5)"),
+        ("true", "condor.retirement_time: must be a valid integer (got True)"),
+    ],
+)
+def test_retirement_time_bounds(tmp_path: Path, value: str, expected: str) -> None:
+    text = MINIMAL.replace("  pool_name: mini", f"  pool_name: mini\n  retirement_time: {value}")
+    assert _problems(tmp_path, text) == [expected]
+
+
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     text = (
         MINIMAL.replace("site: mini-grid", "site: -x")

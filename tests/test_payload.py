@@ -32,7 +32,12 @@ from hypothesis import strategies as st
 from heatgen.config import OsFamily, load_site, parse_yaml, validate_site
 from heatgen.errors import ConfigError
 from heatgen.render import CLOUD_CONFIGS, MASTER_BOOT, WORKER_BOOT, render_site
-from heatgen.render.payload import DISTRIBUTIONS, version_glob
+from heatgen.render.payload import (
+    DISTRIBUTIONS,
+    payload_context,
+    security_metaknob,
+    version_glob,
+)
 
 from .conftest import example_paths
 
@@ -41,7 +46,7 @@ WC_TOKEN = "gAAAAABtest-keystone-token-0123456789"
 MASTER_IP = "10.20.30.40"
 POOL_NAME = "testpool"
 SERVER_ID = "3f1c2a9e-5b7d-4e21-9a0c-8d6f4b2e1c77"
-CONDOR_VERSION = "24.0.3"
+CONDOR_VERSION = "24.0.3"  # what the condor_version stub prints for channel 24.0
 
 MARKERS = (
     "__HEATGEN_WC_NOTIFY__",
@@ -315,6 +320,17 @@ STUB_BODIES = {
         '"${STUB_CONDOR_VERSION:-24.0.3}"\n'
         'printf "\\$CondorPlatform: x86_64_AlmaLinux9 \\$\\n"'
     ),
+    "dpkg-query": (
+        'if [ -z "${STUB_DPKG_INSTALLED:-}" ]; then\n'
+        '  printf "dpkg-query: no packages found matching %s\\n" "$*" >&2\n'
+        "  exit 1\n"
+        "fi\n"
+        'for arg in "$@"; do\n'
+        '  case " ${STUB_DPKG_INSTALLED} " in\n'
+        '    *" ${arg} "*) printf "install ok installed\\n" ;;\n'
+        "  esac\n"
+        "done"
+    ),
     "condor_store_cred": 'cat >"$HEATGEN_ROOT/etc/condor/passwords.d/POOL"',
     "condor_token_create": 'printf "%s\\n" "eyJhbGciOiJIUzI1NiIsImtpZCI6IlBPT0wifQ.stub.token"',
     "condor_status": (
@@ -409,6 +425,15 @@ def _unpack(text: str, root: Path) -> None:
         path.chmod(int(entry["permissions"], 8))
 
 
+def _stub_condor_version(text: str) -> str:
+    """What the condor_version stub prints for the channel a setup script installs: a patch
+    release of that channel (24.0.3 for 24.0 and 24.x, 23.9.3 for 23.9)."""
+    match = re.search(r"^\s*channel='([^']+)'$", text, flags=re.MULTILINE)
+    assert match is not None, "the setup script names no channel"
+    major, _, minor = match.group(1).partition(".")
+    return f"{major}.{'0' if minor == 'x' else minor}.3"
+
+
 def _run_setup(
     text: str,
     script: str,
@@ -430,6 +455,7 @@ def _run_setup(
         "HEATGEN_ROOT": str(root),
         "STUB_DIR": str(stubs),
         "LC_ALL": "C.UTF-8",
+        "STUB_CONDOR_VERSION": _stub_condor_version(booted),
         **(env or {}),
     }
     bash = _needs("bash")
@@ -458,9 +484,8 @@ def _example(stem: str) -> Path:
 def test_master_signals_success_with_its_address_and_version(
     example: Path, tmp_path: Path, handle: Recorder
 ) -> None:
-    run = _run_setup(
-        _cloud_config(example, MASTER_BOOT), MASTER_SCRIPT, tmp_path, _notify(handle.url)
-    )
+    text = _cloud_config(example, MASTER_BOOT)
+    run = _run_setup(text, MASTER_SCRIPT, tmp_path, _notify(handle.url))
     assert run.returncode == 0, run.stdout + run.stderr
     assert len(handle.requests) == 1
     request = handle.requests[0]
@@ -469,7 +494,7 @@ def test_master_signals_success_with_its_address_and_version(
     body = json.loads(request["body"])
     assert body["status"] == "SUCCESS"
     assert f"private_ip={MASTER_IP}" in body["data"]
-    assert f"condor_version={CONDOR_VERSION}" in body["data"]
+    assert f"condor_version={_stub_condor_version(text)}" in body["data"]
     assert POOL_NAME in body["reason"]
     # The pool key came from the secret, the secret file is gone, a token exists.
     pool_key = run.root / "etc/condor/passwords.d/POOL"
@@ -493,7 +518,8 @@ def test_master_signals_success_with_its_address_and_version(
 
 
 @pytest.mark.parametrize(
-    ("stem", "manager"), [("minimal", "dnf"), ("manual", "apt_get"), ("prometheus", "apt_get")]
+    ("stem", "manager"),
+    [("minimal", "dnf"), ("manual", "apt_get"), ("prometheus", "apt_get"), ("debian13", "apt_get")],
 )
 def test_master_signals_failure_when_the_install_fails(
     stem: str, manager: str, tmp_path: Path, handle: Recorder
@@ -739,6 +765,7 @@ def _param_names() -> list[str]:
         "HeatGenServerId",
         "MAX_JOBS_RUNNING",
         "SECURITY_MODEL",
+        "MAXJOBRETIREMENTTIME",
     ]
     names += [f"SEC_DEFAULT_{k}" for k in ("AUTHENTICATION", "ENCRYPTION", "INTEGRITY")]
     names += [f"SEC_{level}_AUTHENTICATION_METHODS" for level in SECURITY_LEVELS]
@@ -774,7 +801,9 @@ def test_htcondor_parses_the_master_configuration(
     ]
     assert "STARTD" not in (params["DAEMON_LIST"] or "")
     assert params["COLLECTOR_NAME"] == POOL_NAME
-    assert params["SECURITY_MODEL"] == "24.0"
+    # security:recommended (24+) sets SECURITY_MODEL 24.0, 23.x's recommended_v9_0 sets 9.0.
+    major = int(site.condor.version.partition(".")[0])
+    assert params["SECURITY_MODEL"] == ("9.0" if major < 24 else "24.0")
     _check_security(params, run.root)
     if site.condor.extra_config:
         assert params["MAX_JOBS_RUNNING"] == "500"
@@ -801,6 +830,7 @@ def test_htcondor_parses_the_worker_configuration(example: Path, tmp_path: Path)
         assert params["SLOT_TYPE_1"] == "100%"
     if site.condor.start is not None:
         assert params["START"] == site.condor.start
+    assert params["MAXJOBRETIREMENTTIME"] == str(site.condor.retirement_time)
     _assert_no_open_write(run.root)
 
 
@@ -857,7 +887,9 @@ def test_every_os_family_has_a_distribution() -> None:
     assert set(DISTRIBUTIONS) == set(OsFamily)
     for distribution in DISTRIBUTIONS.values():
         lines = "\n".join(distribution.commands("24.x"))
-        assert "24.x" in lines and "{" not in lines.replace("${root}", "")
+        assert "{" not in lines.replace("${root}", "").replace("${Status}", "")
+        if distribution.repo_setup:
+            assert "24.x" in lines
 
 
 def test_repository_urls_follow_the_channel() -> None:
@@ -896,7 +928,8 @@ def test_old_channels_are_refused() -> None:
         validate_site(_site_data(version="23.0"), "site.yaml")
     assert str(caught.value) == (
         "site.yaml: condor.version: must be 24.0 or newer: the boot payload relies on "
-        "HTCondor 24's token-only security (got '23.0')"
+        "HTCondor 24's token-only security (the one exception is \"23.9\" with os: debian13, "
+        "Debian 13's own HTCondor) (got '23.0')"
     )
 
 
@@ -935,3 +968,95 @@ def test_too_much_user_text_is_refused() -> None:
     assert str(caught.value) == (
         "site.yaml: condor.extra_config: 28084 bytes of HTCondor configuration (with "
         "condor.start) do not fit the user data Nova accepts: at most 24576 (got list)")
+
+
+# --- Debian 13, the security metaknob, the retirement time -----------------------------------
+
+
+def test_debian13_installs_from_debians_own_archive() -> None:
+    lines = "\n".join(DISTRIBUTIONS[OsFamily.DEBIAN_13].commands("23.9"))
+    assert "://" not in lines and "sources.list" not in lines, "no external repository"
+    assert "install --no-install-recommends condor nftables curl" in lines
+    assert "-o DPkg::Lock::Timeout=600" in lines and "DEBIAN_FRONTEND=noninteractive" in lines
+    files = _rendered(_example("debian13"))
+    for name in CLOUD_CONFIGS:
+        assert "htcss-downloads" not in files[name] and "dnf" not in files[name]
+        assert "HTCondor 23.9 from Debian 13's own archive" in files[name]
+
+
+@pytest.mark.parametrize(
+    ("installed", "apt_calls"),
+    [
+        ("", ["update", "install --no-install-recommends condor nftables curl"]),
+        ("condor", ["update", "install --no-install-recommends condor nftables curl"]),
+        ("condor nftables curl", []),
+    ],
+    ids=["fresh-image", "condor-only", "image-with-htcondor"],
+)
+def test_debian13_install_is_idempotent_and_needs_no_network_when_installed(
+    installed: str, apt_calls: list[str], tmp_path: Path, handle: Recorder
+) -> None:
+    env = {"STUB_DPKG_INSTALLED": installed}
+    if not apt_calls:
+        env["STUB_FAIL_apt_get"] = "E: Failed to fetch http://deb.debian.org/ (no network)"
+    run = _run_setup(
+        _cloud_config(_example("debian13"), MASTER_BOOT),
+        MASTER_SCRIPT,
+        tmp_path,
+        _notify(handle.url),
+        env=env,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    apt = [c for c in run.calls() if c.startswith("apt-get")]
+    prefix = "apt-get -q -y -o DPkg::Lock::Timeout=600 "
+    assert apt == [prefix + call for call in apt_calls]
+    assert "dpkg-query -W --showformat=${Status}\\n condor nftables curl" in run.calls()
+    assert handle.bodies()[0]["status"] == "SUCCESS"
+    assert "condor_version=23.9.3" in handle.bodies()[0]["data"]
+
+
+@pytest.mark.parametrize(
+    ("version", "knob"),
+    [("23.9", "recommended_v9_0"), ("24.0", "recommended"), ("24.x", "recommended"),
+     ("25.0", "recommended")],
+)
+def test_security_metaknob_follows_the_channel(version: str, knob: str) -> None:
+    assert security_metaknob(version) == knob
+    data = _site_data(version=version)
+    if version == "23.9":
+        data["master"]["os"] = data["workers"]["os"] = "debian13"
+    site = validate_site(data, "test")
+    assert payload_context(site)["payload"]["security_metaknob"] == knob
+    files = render_site(site).files
+    for name in CLOUD_CONFIGS:
+        lines = [line.strip() for line in files[name].splitlines()]
+        assert [line for line in lines if line.startswith("use security:")] == [
+            f"use security:{knob}"
+        ]
+
+
+@pytest.mark.parametrize(("stem", "model"), [("minimal", "24.0"), ("debian13", "9.0")])
+def test_htcondor_parses_both_security_metaknobs(
+    stem: str, model: str, tmp_path: Path, handle: Recorder
+) -> None:
+    """HTCondor's parser knows both templates and sets the security model each promises."""
+    for name, script in ((MASTER_BOOT, MASTER_SCRIPT), (WORKER_BOOT, WORKER_SCRIPT)):
+        base = tmp_path / name
+        base.mkdir()
+        text = _cloud_config(_example(stem), name)
+        run = _run_setup(text, script, base, _notify(handle.url))
+        assert run.returncode == 0, run.stdout + run.stderr
+        params = _htcondor_params(run.root, _param_names())
+        assert params["SECURITY_MODEL"] == model, name
+        _check_security(params, run.root)
+
+
+def test_workers_let_running_jobs_retire_before_a_drain_evicts_them() -> None:
+    files = render_site(validate_site(_site_data(retirement_time=3600), "test")).files
+    execute = _entry(files[WORKER_BOOT], "/etc/condor/config.d/51-heatgen-execute.conf")
+    lines = execute["content"].splitlines()
+    assert "MAXJOBRETIREMENTTIME = 3600" in lines
+    assert any("graceful drain" in line for line in lines if line.startswith("#"))
+    assert "MAXJOBRETIREMENTTIME" not in files[MASTER_BOOT]
+    default = render_site(validate_site(_site_data(), "test")).files[WORKER_BOOT]
+    assert "MAXJOBRETIREMENTTIME = 86400" in default

@@ -26,7 +26,7 @@ from heatgen.pool import (
     parse_startd_ads,
 )
 from heatgen.pool.bindings import BindingsPool
-from heatgen.pool.ssh import SshPool
+from heatgen.pool.ssh import SshPool, startd_name
 from heatgen.sandbox.recording import DrainRequest, RecordedPool
 
 DATA = Path(__file__).resolve().parent / "data" / "condor"
@@ -427,26 +427,67 @@ def test_ssh_pool_runs_condor_status_on_the_master() -> None:
     }
 
 
-def test_ssh_pool_drains_each_machine_gracefully() -> None:
+def test_ssh_pool_drains_each_machine_gracefully_by_its_slot_name() -> None:
+    """condor_drain finds a startd by a slot's Name: the bare Machine is "unknown host"."""
     runner = FakeRunner(done(), done())
-    SshPool(HOST, user="ubuntu", runner=runner, sudo=True, timeout=20).drain([host(2), host(4)])
+    machines = by_name(machines_of("busy-two-of-five"))
+    pool = SshPool(HOST, user="ubuntu", runner=runner, sudo=True, timeout=20)
+    pool.drain([machines[host(2)], machines[host(4)]])
     assert [argv for argv, _ in runner.calls] == [
         [
             *SSH_PREFIX,
             "--",
             f"ubuntu@{HOST}",
-            f"sudo -n condor_drain -graceful -reason 'heatgen scale-in' {host(i)}",
+            f"sudo -n condor_drain -graceful -reason 'heatgen scale-in' slot1@{host(i)}",
         ]
         for i in (2, 4)
     ]
     assert runner.calls[0][1]["timeout"] == 20
 
 
+def test_startd_name_is_the_first_owner_slot() -> None:
+    busy = by_name(machines_of("busy-two-of-five"))[host(2)]
+    assert [s.name for s in busy.slots][0] == f"slot1@{host(2)}"
+    assert startd_name(busy) == f"slot1@{host(2)}"
+    static = machines_of("static-one-claimed")[0]
+    assert startd_name(static) == f"slot1@{host(1)}"
+    child_first = one_machine(
+        slot_ad("slot1_1@w1", State="Claimed", DynamicSlot=True),
+        slot_ad("slot1@w1", State="Unclaimed", PartitionableSlot=True, NumDynamicSlots=1),
+    )
+    assert startd_name(child_first) == "slot1@w1"
+    assert startd_name(one_machine(slot_ad("slot1_1@w1", DynamicSlot=True))) == "slot1_1@w1"
+    assert startd_name(Machine("w1", None, (), None, ())) == "w1"
+
+
 def test_ssh_pool_quick_drain_and_quoting() -> None:
     runner = FakeRunner(done())
-    SshPool(HOST, runner=runner).drain(["odd name;rm -rf /"], graceful=False)
+    odd = one_machine(slot_ad("odd name;rm -rf /", State="Unclaimed"))
+    SshPool(HOST, runner=runner).drain([odd], graceful=False)
     assert runner.calls[0][0][-1] == (
         "condor_drain -quick -reason 'heatgen scale-in' 'odd name;rm -rf /'"
+    )
+
+
+def test_ssh_pool_cancels_drains() -> None:
+    runner = FakeRunner(done(), done())
+    machines = by_name(machines_of("drain-1-retiring"))
+    SshPool(HOST, runner=runner).cancel_drain([machines[host(2)], machines[host(1)]])
+    assert [argv[-1] for argv, _ in runner.calls] == [
+        f"condor_drain -cancel slot1@{host(2)}",
+        f"condor_drain -cancel slot1@{host(1)}",
+    ]
+
+
+def test_ssh_pool_tries_every_cancel_and_reports_the_failures_together() -> None:
+    runner = FakeRunner(done(returncode=1, stderr="ERROR: Can't find address\n"), done())
+    machines = by_name(machines_of("drain-1-retiring"))
+    with pytest.raises(CloudError) as caught:
+        SshPool(HOST, runner=runner).cancel_drain([machines[host(2)], machines[host(1)]])
+    assert len(runner.calls) == 2
+    assert str(caught.value) == (
+        f"cancelling the drain failed for {host(2)}: condor_drain -cancel slot1@{host(2)} on "
+        f"root@{HOST} failed with exit status 1: ERROR: Can't find address"
     )
 
 
@@ -500,11 +541,26 @@ def test_ssh_pool_errors_name_what_failed(
     assert str(caught.value).startswith(message)
 
 
-def test_ssh_pool_drain_failure_names_the_machine() -> None:
-    runner = FakeRunner(done(), done(returncode=1, stderr="Failed to start draining.\n"))
+def test_ssh_pool_drain_failure_names_the_machine_and_the_refusal() -> None:
+    stderr = "Attempt to send DRAIN_JOBS to startd <10.0.0.14:9618> failed\nPERMISSION DENIED\n"
+    runner = FakeRunner(done(), done(returncode=1, stderr=stderr))
     pool = SshPool(HOST, runner=runner)
-    with pytest.raises(CloudError, match=rf"condor_drain {host(4)} on root@{HOST} failed"):
-        pool.drain([host(2), host(4)])
+    machines = by_name(machines_of("busy-two-of-five"))
+    with pytest.raises(CloudError) as caught:
+        pool.drain([machines[host(2)], machines[host(4)]])
+    assert str(caught.value) == (
+        f"the startd of {host(4)} refused to drain: condor_drain slot1@{host(4)} on "
+        f"root@{HOST} failed with exit status 1: Attempt to send DRAIN_JOBS to startd "
+        "<10.0.0.14:9618> failed / PERMISSION DENIED"
+    )
+
+
+def test_ssh_pool_drain_over_a_broken_ssh_is_no_refusal() -> None:
+    runner = FakeRunner(done(returncode=255, stderr="Connection timed out\n"))
+    machine = by_name(machines_of("busy-two-of-five"))[host(4)]
+    with pytest.raises(CloudError) as caught:
+        SshPool(HOST, runner=runner).drain([machine])
+    assert str(caught.value) == f"ssh to root@{HOST} failed: Connection timed out"
 
 
 def test_ssh_pool_long_stderr_is_shortened() -> None:
@@ -534,12 +590,15 @@ def test_recorded_pool_replays_in_order_then_stays_on_the_last() -> None:
 
 def test_recorded_pool_records_drains_and_takes_machine_lists() -> None:
     pool = RecordedPool([machines_of("drain-1-retiring"), recording("drain-2-drained")])
-    pool.drain([host(2)])
-    pool.drain([host(1)], graceful=False)
+    machines = by_name(machines_of("drain-1-retiring"))
+    pool.drain([machines[host(2)]])
+    pool.drain([machines[host(1)]], graceful=False)
+    pool.cancel_drain([machines[host(2)], machines[host(1)]])
     assert pool.drain_requests == [
         DrainRequest((host(2),), True),
         DrainRequest((host(1),), False),
     ]
+    assert pool.cancel_requests == [(host(2), host(1))]
     assert pool.machines() == machines_of("drain-1-retiring")
 
 
@@ -586,6 +645,8 @@ class FakeBindings:
         self.ads = ads
         self.queries: list[dict[str, Any]] = []
         self.drains: list[tuple[str, Any, str]] = []
+        self.cancels: list[tuple[str, str | None]] = []
+        self.refuse: str | None = None
         self.seen_token_files: list[str] = []
         self.param: dict[str, str] = {"SEC_TOKEN_DIRECTORY": "/home/op/.condor/tokens.d"}
         fake = self
@@ -617,8 +678,15 @@ class FakeBindings:
                 self.address = location["MyAddress"]
 
             def drainJobs(self, drain_type: Any, reason: str) -> str:
+                if fake.refuse is not None:
+                    raise RuntimeError(fake.refuse)
                 fake.drains.append((self.address, drain_type, reason))
-                return "request-1"
+                return f"request-{len(fake.drains)}"
+
+            def cancelDrainJobs(self, request_id: str | None = None) -> None:
+                if fake.refuse is not None:
+                    raise RuntimeError(fake.refuse)
+                fake.cancels.append((self.address, request_id))
 
         self.module = SimpleNamespace(
             Collector=Collector,
@@ -659,7 +727,8 @@ def test_bindings_pool_drains_through_the_startd_with_a_token(
 ) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("eyJhbGciOiJIUzI1NiJ9.e30.sig\n", encoding="utf-8")
-    BindingsPool("demo-master:9618", token_file=token_file).drain([host(4)], graceful=False)
+    machine = by_name(machines_of("busy-two-of-five"))[host(4)]
+    BindingsPool("demo-master:9618", token_file=token_file).drain([machine], graceful=False)
     ads = parse_classad_json(recording("busy-two-of-five"))
     address = next(ad["MyAddress"] for ad in ads if ad["Machine"] == host(4))
     assert bindings.drains == [(address, "Quick", "heatgen scale-in")]
@@ -670,8 +739,40 @@ def test_bindings_pool_drains_through_the_startd_with_a_token(
 
 
 def test_bindings_pool_drain_of_an_unknown_machine(bindings: FakeBindings) -> None:
+    stranger = one_machine(slot_ad("slot1@demo-worker-9.novalocal", Machine=host(9)))
     with pytest.raises(CloudError, match="does not list demo-worker-9"):
-        BindingsPool("demo-master:9618").drain(["demo-worker-9.novalocal"])
+        BindingsPool("demo-master:9618").drain([stranger])
+
+
+def test_bindings_pool_drain_refused_by_the_startd_names_it_and_the_token(
+    bindings: FakeBindings,
+) -> None:
+    bindings.refuse = "Startd failed to start draining jobs."
+    machine = by_name(machines_of("busy-two-of-five"))[host(4)]
+    with pytest.raises(CloudError) as caught:
+        BindingsPool("demo-master:9618").drain([machine])
+    message = str(caught.value)
+    assert message.startswith(
+        f"the startd of {host(4)} refused to drain: Startd failed to start draining jobs.; "
+        "the likely cause is an HTCondor token that allows READ only, or no token"
+    )
+    assert "collector" not in message
+
+
+def test_bindings_pool_cancels_exactly_the_drains_it_started(bindings: FakeBindings) -> None:
+    machines = by_name(machines_of("busy-two-of-five"))
+    pool = BindingsPool("demo-master:9618")
+    pool.drain([machines[host(2)], machines[host(4)]])
+    pool.cancel_drain([machines[host(4)], machines[host(5)]])
+    address = {m: next(ad["MyAddress"] for ad in parse_classad_json(recording("busy-two-of-five"))
+                       if ad["Machine"] == host(m)) for m in (2, 4, 5)}
+    assert bindings.cancels == [(address[4], "request-2"), (address[5], None)]
+    bindings.refuse = "SECMAN:2010:Received \"DENIED\" from server"
+    with pytest.raises(CloudError) as caught:
+        pool.cancel_drain([machines[host(2)]])
+    assert str(caught.value) == (
+        f'cancelling the drain failed for {host(2)}: SECMAN:2010:Received "DENIED" from server'
+    )
 
 
 def test_every_pool_is_a_pool_query() -> None:
@@ -681,3 +782,20 @@ def test_every_pool_is_a_pool_query() -> None:
         RecordedPool([""]),
     ]
     assert [type(pool).__name__ for pool in pools] == ["SshPool", "BindingsPool", "RecordedPool"]
+
+
+def test_ssh_pool_forgets_removed_machines_at_the_collector() -> None:
+    runner = FakeRunner(done(), done())
+    pool = SshPool(HOST, runner=runner, known_hosts="/sandbox/known_hosts")
+    pool.forget(parse_startd_ads([
+        {"Name": "slot1@w1", "Machine": "w1", "State": "Unclaimed"},
+        {"Name": "slot1@w2", "Machine": "w2", "State": "Unclaimed"},
+    ]))
+    assert len(runner.calls) == 2
+    argv = runner.calls[0][0]
+    assert argv[:len(SSH_PREFIX)] == SSH_PREFIX
+    assert "UserKnownHostsFile=/sandbox/known_hosts" in argv
+    script = argv[-1]
+    assert "condor_advertise INVALIDATE_STARTD_ADS -" in script
+    assert "condor_advertise INVALIDATE_MASTER_ADS -" in script
+    assert "Machine == \"w1\"" in script and "w2" not in script

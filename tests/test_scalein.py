@@ -7,11 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from heatgen.cloud.group import Member
-from heatgen.errors import UsageError
+from heatgen.cloud.interface import Resource, Stack
+from heatgen.config import load_site, validate_site
+from heatgen.errors import CloudError, UsageError, WaitTimeout
+from heatgen.ops.report import SilentReporter
+from heatgen.ops.scale import ScaleRequest, check_request, drain_timeout, scale
 from heatgen.pool import Machine, parse_condor_status_json, parse_startd_ads
-from heatgen.sandbox.recording import RecordedPool
+from heatgen.sandbox.recording import DrainRequest, RecordedPool
+from heatgen.scalein import shrink
 from heatgen.scalein.choice import (
     MATCHED_BY_ADDRESS,
     MATCHED_BY_SERVER_ID,
@@ -23,6 +29,8 @@ from heatgen.scalein.choice import (
     recheck,
 )
 
+from .conftest import EXAMPLES
+from .fakecloud import FakeCloud
 from .test_pool import SERVER_IDS
 
 DATA = Path(__file__).resolve().parent / "data" / "condor"
@@ -273,3 +281,179 @@ def test_unknown_idle_time_sorts_after_known_ones() -> None:
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+# --- draining: the deadline follows the retirement time, and a timeout cancels the drains -----
+
+
+SITE = load_site(EXAMPLES / "thesis.yaml")
+
+
+def grid(cloud: FakeCloud, count: int = 5) -> Stack:
+    """The thesis grid with ``count`` members whose workers are demo-worker-<i>."""
+    stack = cloud.add_stack(SITE.site, worker_min="0", worker_max="7",
+                            worker_desired=str(count))
+    names = [f"member-{i}" for i in range(1, count + 1)]
+    stack.resources = [
+        Resource(name, "HeatGen::Grid::Worker", "CREATE_COMPLETE", "", f"nested-{name}",
+                 "group-stack", parent="workers", created=f"2026-01-01T00:00:0{i}Z")
+        for i, name in enumerate(names, start=1)
+    ]
+    stack.outputs = {
+        "worker_count": count,
+        "worker_server_ids": {name: SERVER_IDS[i] for i, name in enumerate(names, start=1)},
+        "worker_private_ips": {name: f"10.0.0.{10 + i}" for i, name in enumerate(names, 1)},
+        "master_floating_ip": "203.0.113.10",
+    }
+    view = cloud.get_stack(SITE.site)
+    assert view is not None
+    return view
+
+
+class MachinePool(RecordedPool):
+    """A recorded pool that keeps the Machine values it was asked to drain or cancel, and can
+    refuse the drain of one machine."""
+
+    def __init__(self, snapshots: Sequence[Sequence[Machine] | str], refuse: str = "") -> None:
+        super().__init__(snapshots)
+        self.refuse = refuse
+        self.drained: list[Machine] = []
+        self.cancelled: list[Machine] = []
+
+    def drain(self, machines: Sequence[Machine], graceful: bool = True) -> None:
+        if any(m.name == self.refuse for m in machines):
+            raise CloudError(f"the startd of {self.refuse} refused to drain: PERMISSION DENIED")
+        super().drain(machines, graceful)
+        self.drained.extend(machines)
+
+    def cancel_drain(self, machines: Sequence[Machine]) -> None:
+        super().cancel_drain(machines)
+        self.cancelled.extend(machines)
+
+
+class Ticks:
+    """A monotonic clock that moves only when slept on."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def drain_options(timeout: float) -> tuple[shrink.ScaleInOptions, Ticks]:
+    ticks = Ticks()
+    options = shrink.ScaleInOptions(drain=True, drain_timeout=timeout, now=lambda: NOW,
+                                    monotonic=ticks.monotonic, sleep=ticks.sleep)
+    return options, ticks
+
+
+def test_a_drain_past_its_deadline_is_cancelled_so_the_jobs_keep_running() -> None:
+    cloud = FakeCloud()
+    stack = grid(cloud)
+    pool = MachinePool([machines_of("busy-two-of-five")])
+    options, ticks = drain_options(30)
+    notes: list[str] = []
+    with pytest.raises(WaitTimeout) as caught:
+        shrink.choose(cloud, stack, pool, 1, options, notes.append)
+    worker = "demo-worker-2.novalocal"
+    assert str(caught.value) == (
+        f"member-2 still run jobs after 30 s of draining; nothing was removed: heatgen "
+        f"cancelled the drains it started ({worker}), so their jobs keep running and they "
+        "take new jobs again"
+    )
+    assert pool.drain_requests == [DrainRequest((worker,), True)]
+    assert pool.cancel_requests == [(worker,)]
+    snapshot = {m.name: m for m in machines_of("busy-two-of-five")}
+    assert pool.drained == [snapshot[worker]] and pool.cancelled == [snapshot[worker]]
+    assert ticks.t >= 30
+    assert "mark_unhealthy" not in cloud.names()
+
+
+def test_a_failed_cancel_says_the_drain_goes_on_and_how_to_stop_it() -> None:
+    class NoCancel(MachinePool):
+        def cancel_drain(self, machines: Sequence[Machine]) -> None:
+            raise CloudError("ssh to root@203.0.113.10 failed: Connection timed out")
+
+    cloud = FakeCloud()
+    pool = NoCancel([machines_of("busy-two-of-five")])
+    options, _ = drain_options(0)
+    with pytest.raises(WaitTimeout) as caught:
+        shrink.choose(cloud, grid(cloud), pool, 1, options, lambda text: None)
+    assert str(caught.value) == (
+        "member-2 still run jobs after 0 s of draining; nothing was removed, and cancelling "
+        "the drains failed (ssh to root@203.0.113.10 failed: Connection timed out): they go on "
+        "in HTCondor until `condor_drain -cancel` runs for demo-worker-2.novalocal on the master"
+    )
+
+
+def test_a_finished_drain_is_not_cancelled() -> None:
+    cloud = FakeCloud()
+    stack = grid(cloud, 2)
+    pool = MachinePool([machines_of("drain-1-retiring"), machines_of("drain-2-drained")])
+    options, _ = drain_options(3600)
+    plan = shrink.choose(cloud, stack, pool, 0, options, lambda text: None)
+    assert plan.removed == ("member-1", "member-2")
+    assert plan.drained == ("member-2",)
+    assert pool.drain_requests == [DrainRequest(("demo-worker-2.novalocal",), True)]
+    assert pool.cancel_requests == []
+
+
+def test_a_refused_drain_cancels_the_drains_already_started() -> None:
+    cloud = FakeCloud()
+    pool = MachinePool([machines_of("busy-two-of-five")], refuse="demo-worker-4.novalocal")
+    options, _ = drain_options(3600)
+    notes: list[str] = []
+    with pytest.raises(CloudError, match="the startd of demo-worker-4.novalocal refused"):
+        shrink.choose(cloud, grid(cloud), pool, 0, options, notes.append)
+    assert [m.name for m in pool.drained] == ["demo-worker-2.novalocal"]
+    assert [m.name for m in pool.cancelled] == ["demo-worker-2.novalocal"]
+    assert "cancelling the drains already started (demo-worker-2.novalocal)" in notes
+
+
+def site_with_retirement(seconds: int) -> Any:
+    data = yaml.safe_load((EXAMPLES / "thesis.yaml").read_text(encoding="utf-8"))
+    data["condor"]["retirement_time"] = seconds
+    return validate_site(data, "site.yaml")
+
+
+def test_the_drain_timeout_defaults_to_the_retirement_time() -> None:
+    assert drain_timeout(SITE, ScaleRequest(workers=1, drain=True)) == 86400.0
+    site = site_with_retirement(7200)
+    assert drain_timeout(site, ScaleRequest(workers=1, drain=True)) == 7200.0
+    assert drain_timeout(site, ScaleRequest(workers=1, drain=True, drain_timeout=7200)) == 7200
+    assert drain_timeout(site, ScaleRequest(workers=1, drain=True, drain_timeout=60)) == 60
+
+
+def test_a_drain_timeout_past_the_retirement_time_is_refused_before_any_api_call() -> None:
+    site = site_with_retirement(7200)
+    request = ScaleRequest(workers=1, drain=True, drain_timeout=7201, site_label="site.yaml")
+    with pytest.raises(UsageError) as caught:
+        check_request(request, site)
+    assert str(caught.value) == (
+        "--drain-timeout 7201 is longer than condor.retirement_time 7200 of site.yaml: "
+        "HTCondor evicts the draining jobs after 7200 s, before heatgen would give up; pass "
+        "--drain-timeout 7200 or less"
+    )
+    cloud = FakeCloud()
+    with pytest.raises(UsageError, match="longer than condor.retirement_time 7200"):
+        scale(cloud, site, request, SilentReporter())
+    assert cloud.calls == []
+    with pytest.raises(UsageError, match=r"--drain-timeout must be >= 0 \(got -1\)"):
+        check_request(ScaleRequest(workers=1, drain=True, drain_timeout=-1))
+
+
+def test_scale_waits_for_a_drain_as_long_as_the_retirement_time() -> None:
+    site = site_with_retirement(600)
+    cloud = FakeCloud()
+    grid(cloud)
+    pool = MachinePool([machines_of("busy-two-of-five")])
+    options, ticks = drain_options(1)  # replaced by the site's retirement time
+    with pytest.raises(WaitTimeout, match="after 600 s of draining; nothing was removed"):
+        scale(cloud, site, ScaleRequest(workers=1, drain=True), SilentReporter(),
+              pool_for=lambda stack: pool, scale_in_options=options)
+    assert 600 <= ticks.t < 600 + shrink.DRAIN_POLL
+    assert pool.cancel_requests == [("demo-worker-2.novalocal",)]

@@ -69,3 +69,41 @@ def test_grid_outputs_read_heat_values_and_tolerate_nulls() -> None:
     assert read.master_floating_ip is None
     assert read.worker_server_ids == {"a": "id-a"}
     assert read.worker_private_ips == {}
+
+
+def test_every_environment_and_stand_in_parses_and_points_at_files_that_ship() -> None:
+    from heatclient.common import environment_format, template_format
+
+    from .conftest import REPO
+
+    shipped = {path.name: path.read_text() for path in (REPO / "environments").glob("*.yaml")}
+    environments = {name: text for name, text in shipped.items()
+                    if "heat_template_version" not in text}
+    templates = {name: text for name, text in shipped.items() if name not in environments}
+    assert {"sandbox.yaml", "sandbox-pool.yaml", "sandbox-pool-telemetry.yaml"} <= set(
+        environments)
+    for name, text in templates.items():
+        parsed = template_format.parse(text)
+        assert "heatgen sandbox stand-in: " in " ".join(parsed["description"].split()), name
+        assert "OS::stack_id" in parsed["outputs"], name
+    for name, text in environments.items():
+        registry = environment_format.parse(text).get("resource_registry", {})
+        for rtype, target in registry.items():
+            assert target == "OS::Heat::None" or target in templates, (name, rtype, target)
+
+
+def test_stand_ins_have_every_attribute_heat_requires_of_the_real_type() -> None:
+    pytest.importorskip("heat", reason="needs the sandbox extra (Heat itself)")
+    from heat.engine import resource
+    from heat.engine.resources.openstack.neutron import floatingip, port
+    from heat.engine.resources.openstack.nova import server
+    from heatclient.common import template_format
+
+    from .conftest import REPO
+
+    for name, cls in (("sandbox-pool-server.yaml", server.Server),
+                      ("sandbox-pool-port.yaml", port.Port),
+                      ("sandbox-pool-floating-ip.yaml", floatingip.FloatingIP)):
+        outputs = template_format.parse((REPO / "environments" / name).read_text())["outputs"]
+        required = set(cls.attributes_schema) - set(resource.Resource.base_attributes_schema)
+        assert required <= set(outputs), (name, sorted(required - set(outputs)))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
+from typing import Any
 
 from heatgen.cloud.connect import Target, open_cloud
 from heatgen.config import Site
+from heatgen.errors import UsageError
 
 
 def add_site(parser: argparse.ArgumentParser) -> None:
@@ -60,3 +63,60 @@ def interrupted(args: argparse.Namespace, site: Site) -> None:
         f"attach to it, or `heatgen status {shlex.quote(args.site)}` to look.",
         file=sys.stderr,
     )
+
+
+POOL_RECORDING_VARIABLE = "HEATGEN_POOL_RECORDING"
+
+
+def add_pool_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pool", choices=("ssh", "bindings"), default="ssh",
+                       help="how to ask the HTCondor pool: ssh to the master and "
+                       "run condor_status -json (default), or the htcondor2 bindings against "
+                       "the collector on the master's floating IP")
+    parser.add_argument("--ssh-user", default="root", help="user on the master (default root)")
+    parser.add_argument("--ssh-key", metavar="FILE", help="ssh identity file")
+    parser.add_argument("--pool-token", metavar="FILE",
+                       help="IDTOKEN file for --pool bindings")
+
+
+def pool_factory(args: argparse.Namespace, target: Target, site_key_name: str) -> Any:
+    """How `scale` reaches the pool: the master over ssh, the bindings, or (in the sandbox
+    only) a recording.
+
+    ``HEATGEN_POOL_RECORDING`` (files of ``condor_status -json`` output, separated by ``:``)
+    replays recorded pool states where no VM boots; on any other cloud it is refused, since
+    it would choose which real workers to remove from files.
+    """
+    from heatgen.contract import GridOutputs
+    from heatgen.pool.bindings import BindingsPool
+    from heatgen.pool.ssh import SshPool
+
+    recording = os.environ.get(POOL_RECORDING_VARIABLE)
+    if recording and not target.sandbox:
+        raise UsageError(
+            f"{POOL_RECORDING_VARIABLE} is set, but cloud {target.name} is not the heatgen "
+            "sandbox: recorded pools stand in for HTCondor only there. Unset it to ask the "
+            "real pool"
+        )
+
+    def pool_for(stack: Any) -> Any:
+        if recording:
+            from heatgen.sandbox.recording import RecordedPool
+
+            return RecordedPool.from_files(recording.split(os.pathsep))
+        host = GridOutputs.of(stack.outputs).master_floating_ip
+        if not host:
+            return None
+        if args.pool == "bindings":
+            return BindingsPool(host, token_file=args.pool_token)
+        identity, known = args.ssh_key, None
+        if target.sandbox:
+            from heatgen.sandbox import hooks
+
+            # The pool's hosts carry the sandbox's key pair; their host keys stay in the
+            # sandbox, not in the user's known_hosts.
+            identity = identity or hooks.ssh_identity(site_key_name)
+            known = hooks.known_hosts()
+        return SshPool(host, user=args.ssh_user, identity_file=identity, known_hosts=known)
+
+    return pool_for

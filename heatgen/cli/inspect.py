@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from heatgen.cli import common
-from heatgen.cli.common import add_site
+from heatgen.cli.common import add_pool_options, add_site, pool_factory
 from heatgen.cli.output import ConsoleReporter, master_line, member_counts, print_outputs
 from heatgen.config import load_site
 from heatgen.errors import CloudError, ServiceMissing
@@ -64,6 +64,18 @@ def register(sub: Any) -> None:
     alarms.add_argument("--format", choices=["text", "json"], default="text",
                         help="text (default) or JSON")
     alarms.set_defaults(func=_alarms)
+
+    pool = sub.add_parser(
+        "pool", help="the HTCondor pool next to the worker group: who joined, slots, idleness",
+        description="Each member of the worker group with its server id and what the pool "
+        "says of its machine (slots and states, idle since, draining); members not in the "
+        "pool; machines in the pool that are no member. Asks the pool as `scale` does.",
+    )
+    add_site(pool)
+    add_pool_options(pool)
+    pool.add_argument("--format", choices=["text", "json"], default="text",
+                      help="text (default) or JSON")
+    pool.set_defaults(func=_pool)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -163,4 +175,17 @@ def _alarms(args: argparse.Namespace) -> int:
         print(json.dumps([a.as_dict() for a in found], indent=2, sort_keys=True))
     else:
         print(alarms.format_text(found))
+    return 0
+
+
+def _pool(args: argparse.Namespace) -> int:
+    from heatgen.ops import poolview
+
+    site = load_site(args.site)
+    target = common.open_target(site, args.os_cloud)
+    view = poolview.pool_view(target.cloud, site, pool_factory(args, target, site.keypair))
+    if args.format == "json":
+        print(json.dumps(view.as_dict(), indent=2, sort_keys=True))
+    else:
+        print(poolview.format_text(view))
     return 0

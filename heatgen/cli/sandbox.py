@@ -76,6 +76,11 @@ def register(sub: Any) -> None:
     up.add_argument("--telemetry", action=argparse.BooleanOptionalAction, default=None,
                     help="also run Gnocchi + Aodh, so the grid's CPU alarms are real (needs "
                     "--backend postgres; about +0.7 GB and +15 s; remembered like the ports)")
+    up.add_argument("--pool", action=argparse.BooleanOptionalAction, default=None,
+                    help="also run the compute and network stand-in: every server Heat creates "
+                    "boots its user data as a sandbox host (network, mount and PID namespaces "
+                    "over a cached Debian 13 root with HTCondor; built on first use, about a "
+                    "minute); needs root; remembered like the ports")
     up.add_argument("--gnocchi-port", type=int, help="Metric API port (default 18041)")
     up.add_argument("--aodh-port", type=int, help="Alarming API port (default 18042)")
     up.set_defaults(func=_up)
@@ -107,6 +112,16 @@ def register(sub: Any) -> None:
     env.add_argument("--format", choices=["clouds", "shell"], default="clouds",
                      help="clouds.yaml entry (default) or `export OS_...` lines")
     env.set_defaults(func=_env)
+
+    ssh = actions.add_parser(
+        "ssh", parents=[common], help="a shell or a command on a pool host (`up --pool`)",
+        description="Run a shell, or CMD, inside a sandbox host: all its namespaces, its root. "
+        "NODE is `master`, a server name (or its end: a group member's name) or a server id.",
+    )
+    ssh.add_argument("node", metavar="NODE", help="master, a server name or a server id")
+    ssh.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD",
+                     help="the command to run (default: an interactive shell)")
+    ssh.set_defaults(func=_ssh)
 
     load = actions.add_parser(
         "load", parents=[common],
@@ -149,6 +164,12 @@ def format_status(current: SandboxStatus) -> str:
             state = process.state if process.state != "running" else answer
             line = f"  {service.name:<13} {pid:<10} {where:<16} {state:<14} {memory}"
             lines.append(line.rstrip())
+    for host in current.hosts:
+        where = host.address + (f", floating {', '.join(host.floating)}" if host.floating else "")
+        state = ("crashed" if not host.alive else
+                 f"booted {host.booted}" if host.booted else "booting")
+        memory = f"RSS {_mib(host.rss_bytes)}" if host.rss_bytes else ""
+        lines.append(f"  host {host.name:<24} {where:<30} {state:<20} {memory}".rstrip())
     if current.rss_bytes:
         lines.append(f"  total RSS {_mib(current.rss_bytes)}")
     if current.state == "crashed":
@@ -178,6 +199,12 @@ def _status_json(current: SandboxStatus) -> dict[str, Any]:
             for p in current.processes
         ],
         "notes": list(current.notes),
+        "hosts": [
+            {"server_id": h.server_id, "name": h.name, "address": h.address,
+             "floating": list(h.floating), "alive": h.alive, "booted": h.booted,
+             "rss_bytes": h.rss_bytes}
+            for h in current.hosts
+        ],
     }
 
 
@@ -188,7 +215,7 @@ def _up(args: argparse.Namespace) -> int:
         args, keystone_port=args.keystone_port, heat_port=args.heat_port,
         cfn_port=args.cfn_port, backend=args.backend, postgres_port=args.postgres_port,
         start_timeout=args.timeout, telemetry=args.telemetry, gnocchi_port=args.gnocchi_port,
-        aodh_port=args.aodh_port,
+        aodh_port=args.aodh_port, pool=args.pool,
     )
     if args.reset:
         _confirm_reset(config, args.yes)
@@ -286,3 +313,25 @@ def _load(args: argparse.Namespace) -> int:
     print(f"pushed {result.samples} samples for {result.workers_seen} workers "
           f"over {result.elapsed:.0f} s")
     return 0
+
+
+def _ssh(args: argparse.Namespace) -> int:
+    from heatgen.errors import UsageError
+    from heatgen.sandbox.pool import network
+
+    config = _config(args)
+    if not config.pool:
+        raise UsageError(f"the sandbox in {config.state_dir} runs no pool; start it with "
+                         "`heatgen sandbox up --pool`")
+    states = network.host_states(config)
+    node = args.node
+    matches = [h for h in states if node in (h.server_id, h.name)
+               or (node == "master" and h.name.endswith("-master"))
+               or h.name.endswith(f"-{node}")]
+    if len(matches) != 1:
+        known = ", ".join(sorted(h.name for h in states)) or "none"
+        raise UsageError(f"{'no' if not matches else 'more than one'} sandbox host matches "
+                         f"{node!r} (hosts: {known})")
+    command = [word for word in args.command if word != "--"] or ["/bin/bash", "-l"]
+    done = network.hosts_of(config).run(matches[0].server_id, command, tty=True)
+    return int(done.returncode)

@@ -8,18 +8,22 @@ clients are imported inside the commands, never by ``render``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
 from heatgen.cli import common
-from heatgen.cli.common import add_site, add_waiting, confirm, interrupted
+from heatgen.cli.common import (
+    add_pool_options,
+    add_site,
+    add_waiting,
+    confirm,
+    interrupted,
+    pool_factory,
+)
 from heatgen.cli.output import ConsoleReporter, print_plan, print_summary
 from heatgen.cloud.connect import Target
 from heatgen.config import load_site
 from heatgen.errors import ExitStatus, UsageError
-
-POOL_RECORDING_VARIABLE = "HEATGEN_POOL_RECORDING"
 
 
 def register(sub: Any) -> None:
@@ -72,22 +76,17 @@ def register(sub: Any) -> None:
     scale.add_argument("--drain", action="store_true",
                        help="when too few workers are idle, drain busy ones gracefully "
                        "(condor_drain -graceful) and remove them once idle")
-    scale.add_argument("--drain-timeout", type=float, default=3600.0, metavar="S",
-                       help="seconds --drain waits for drained workers to become idle "
-                       "(default 3600)")
+    scale.add_argument("--drain-timeout", type=float, metavar="S",
+                       help="seconds --drain waits for drained workers to become idle, at "
+                       "most the site's condor.retirement_time (the default), after which "
+                       "HTCondor would evict their jobs; on timeout heatgen cancels the "
+                       "drains and the jobs keep running")
     scale.add_argument("--force", action="store_true",
                        help="remove busy workers if too few are idle: THEIR JOBS ARE LOST")
     scale.add_argument("--resume", action="store_true",
                        help="the stack is stalled in progress (its Heat engine stopped): send "
                        "this resize again so that a running engine takes it over")
-    scale.add_argument("--pool", choices=("ssh", "bindings"), default="ssh",
-                       help="how to ask HTCondor which workers are idle: ssh to the master and "
-                       "run condor_status -json (default), or the htcondor2 bindings against "
-                       "the collector on the master's floating IP")
-    scale.add_argument("--ssh-user", default="root", help="user on the master (default root)")
-    scale.add_argument("--ssh-key", metavar="FILE", help="ssh identity file")
-    scale.add_argument("--pool-token", metavar="FILE",
-                       help="IDTOKEN file for --pool bindings")
+    add_pool_options(scale)
     add_waiting(scale, "seconds to wait (default 1800)")
     scale.set_defaults(func=_scale)
 
@@ -127,16 +126,19 @@ def _deploy(args: argparse.Namespace) -> int:
     target = common.open_target(site, args.os_cloud)
     report = _reporter(args)
     extra: dict[str, str] = {}
+    files: dict[str, str] = {}
     watcher = None
     if target.sandbox:
         from heatgen.sandbox import hooks
 
-        extra = hooks.environments(target.cloud)
-        if not args.sandbox_no_master_signal:
+        hooks.check_site_boots(site)
+        stand_ins = hooks.stand_ins(target.cloud)
+        extra, files = dict(stand_ins.environments), dict(stand_ins.files)
+        if not args.sandbox_no_master_signal and not stand_ins.pool:
             watcher = hooks.master(target.cloud, report)
     options = DeployOptions(
         dry_run=args.dry_run, wait=not args.no_wait, timeout=args.timeout, yes=args.yes,
-        wait_for_idle=args.wait_for_idle, extra_environments=extra,
+        wait_for_idle=args.wait_for_idle, extra_environments=extra, extra_files=files,
         stall_timeout=args.stall_timeout, resume=args.resume, site_label=args.site,
     )
     try:
@@ -171,41 +173,6 @@ def _deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pool_factory(args: argparse.Namespace, target: Target) -> Any:
-    """How `scale` reaches the pool: the master over ssh, the bindings, or (in the sandbox
-    only) a recording.
-
-    ``HEATGEN_POOL_RECORDING`` (files of ``condor_status -json`` output, separated by ``:``)
-    replays recorded pool states where no VM boots; on any other cloud it is refused, since
-    it would choose which real workers to remove from files.
-    """
-    from heatgen.contract import GridOutputs
-    from heatgen.pool.bindings import BindingsPool
-    from heatgen.pool.ssh import SshPool
-
-    recording = os.environ.get(POOL_RECORDING_VARIABLE)
-    if recording and not target.sandbox:
-        raise UsageError(
-            f"{POOL_RECORDING_VARIABLE} is set, but cloud {target.name} is not the heatgen "
-            "sandbox: recorded pools stand in for HTCondor only there. Unset it to ask the "
-            "real pool"
-        )
-
-    def pool_for(stack: Any) -> Any:
-        if recording:
-            from heatgen.sandbox.recording import RecordedPool
-
-            return RecordedPool.from_files(recording.split(os.pathsep))
-        host = GridOutputs.of(stack.outputs).master_floating_ip
-        if not host:
-            return None
-        if args.pool == "bindings":
-            return BindingsPool(host, token_file=args.pool_token)
-        return SshPool(host, user=args.ssh_user, identity_file=args.ssh_key)
-
-    return pool_for
-
-
 def _scale(args: argparse.Namespace) -> int:
     from heatgen.ops.scale import ScaleRequest, check_request, scale
 
@@ -216,12 +183,12 @@ def _scale(args: argparse.Namespace) -> int:
         force=args.force, drain=args.drain, drain_timeout=args.drain_timeout,
         resume=args.resume, stall_timeout=args.stall_timeout, site_label=args.site,
     )
-    check_request(request)  # before any API call
+    check_request(request, site)  # before any API call
     target = common.open_target(site, args.os_cloud)
     report = _reporter(args)
     try:
         result = scale(target.cloud, site, request, report,
-                       pool_for=_pool_factory(args, target))
+                       pool_for=pool_factory(args, target, site.keypair))
     except KeyboardInterrupt:
         report.close()
         interrupted(args, site)

@@ -271,9 +271,11 @@ class OpenStackCloud:
     @_reads("read the stack")
     def get_stack(self, name_or_id: str) -> Stack | None:
         try:
-            return _stack(self.heat.stacks.get(name_or_id))
+            stack = _stack(self.heat.stacks.get(name_or_id))
         except heat_exc.HTTPNotFound:
             return None
+        # Heat still shows a deleted stack for a moment after DELETE_COMPLETE: it is gone.
+        return None if stack.status == "DELETE_COMPLETE" else stack
 
     def has_service(self, service_type: str) -> bool:
         """Whether the catalog (or clouds.yaml) names an endpoint of ``service_type``."""

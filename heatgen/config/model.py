@@ -25,8 +25,14 @@ WAIT_TIMEOUT_MAX = 43200
 
 SITE_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_.-]*$"
 CONDOR_VERSION_PATTERN = r"^[0-9]+\.(x|[0-9]+)$"
-# The boot payload drops ANONYMOUS and CLAIMTOBE, which needs HTCondor 24 on every node.
+# The boot payload drops ANONYMOUS and CLAIMTOBE, which needs HTCondor 24 on every node; the
+# one exception is Debian 13's own archive, whose only HTCondor is 23.9 (os: debian13 on every
+# node, checked in heatgen.config.validate).
 CONDOR_MIN_MAJOR = 24
+DEBIAN13_CONDOR_CHANNEL = "23.9"
+# How long a draining worker's running jobs may go on (MAXJOBRETIREMENTTIME), in seconds.
+RETIREMENT_TIME_DEFAULT = 86400
+RETIREMENT_TIME_MAX = 30 * 86400
 # Heat replaces these markers in the boot payload; user text must not contain them.
 MARKER_PREFIX = "__HEATGEN_"
 # User text in the payload, so that master and worker user data stay under Nova's 64 KiB.
@@ -49,6 +55,7 @@ class OsFamily(str, Enum):
     EL9 = "el9"
     UBUNTU_2204 = "ubuntu22.04"
     UBUNTU_2404 = "ubuntu24.04"
+    DEBIAN_13 = "debian13"
 
 
 class _Model(BaseModel):
@@ -121,14 +128,18 @@ class Condor(_Model):
     start: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     extra_config: list[Annotated[str, Field(max_length=4096)]] = []
     slots: Literal["partitionable", "static"] = "partitionable"
+    retirement_time: Annotated[
+        int, Field(strict=True, gt=0, le=RETIREMENT_TIME_MAX)
+    ] = RETIREMENT_TIME_DEFAULT
 
     @field_validator("version")
     @classmethod
     def _supported(cls, value: str) -> str:
-        if int(value.partition(".")[0]) < CONDOR_MIN_MAJOR:
+        if value != DEBIAN13_CONDOR_CHANNEL and int(value.partition(".")[0]) < CONDOR_MIN_MAJOR:
             raise ValueError(
                 f"must be {CONDOR_MIN_MAJOR}.0 or newer: the boot payload relies on "
-                f"HTCondor {CONDOR_MIN_MAJOR}'s token-only security"
+                f"HTCondor {CONDOR_MIN_MAJOR}'s token-only security (the one exception is "
+                f'"{DEBIAN13_CONDOR_CHANNEL}" with os: debian13, Debian 13\'s own HTCondor)'
             )
         return value
 

@@ -12,7 +12,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from heatgen.config.loader import parse_yaml
-from heatgen.config.model import Autoscaling, Site, as_number
+from heatgen.config.model import (
+    CONDOR_MIN_MAJOR,
+    CONDOR_VERSION_PATTERN,
+    DEBIAN13_CONDOR_CHANNEL,
+    Autoscaling,
+    Condor,
+    OsFamily,
+    Site,
+    as_number,
+)
 from heatgen.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -106,7 +115,56 @@ def _cross_field_problems(data: dict[str, Any]) -> list[str]:
                 "autoscaling.cpu_low: must be below autoscaling.cpu_high "
                 f"(got {_num(cpu_low)} >= {_num(cpu_high)})"
             )
-    return problems
+    return problems + _os_version_problems(data)
+
+
+def _node_os(data: dict[str, Any], role: str) -> OsFamily | None:
+    """The ``os`` of ``role`` (master or workers) in the raw data: el9 when unset, None when
+    the value is not an image family (its own error says so)."""
+    node = data.get(role)
+    value = node.get("os", OsFamily.EL9.value) if isinstance(node, dict) else OsFamily.EL9.value
+    try:
+        return OsFamily(value)
+    except ValueError:
+        return None
+
+
+def _os_version_problems(data: dict[str, Any]) -> list[str]:
+    """Debian 13's archive has only HTCondor 23.9, every other image family gets 24.0 or newer
+    from HTCondor's repositories, and the pool runs one condor.version: so debian13 goes on
+    every node with "23.9", or on none."""
+    master, workers = _node_os(data, "master"), _node_os(data, "workers")
+    if master is None or workers is None:
+        return []
+    debian = OsFamily.DEBIAN_13
+    if (master is debian) != (workers is debian):
+        return [
+            f"workers.os: must be debian13 on both the master and the workers or on neither: "
+            f'Debian 13 ships only HTCondor "{DEBIAN13_CONDOR_CHANNEL}", the other images need '
+            f"{CONDOR_MIN_MAJOR}.0 or newer, and the pool runs one condor.version "
+            f"(got {workers.value!r} with master.os {master.value!r})"
+        ]
+    condor = data.get("condor")
+    default = Condor.model_fields["version"].default
+    version = condor.get("version", default) if isinstance(condor, dict) else None
+    if not isinstance(version, str) or not re.fullmatch(CONDOR_VERSION_PATTERN, version):
+        return []
+    if master is debian and version != DEBIAN13_CONDOR_CHANNEL:
+        if int(version.partition(".")[0]) < CONDOR_MIN_MAJOR:
+            return []  # the field's own message names the fix
+        return [
+            f'condor.version: must be "{DEBIAN13_CONDOR_CHANNEL}" with os: debian13 (Debian 13 '
+            f"ships HTCondor {DEBIAN13_CONDOR_CHANNEL}) (got {version!r})"
+        ]
+    if master is not debian and version == DEBIAN13_CONDOR_CHANNEL:
+        families = sorted({master.value, workers.value})
+        need = "needs" if len(families) == 1 else "need"
+        return [
+            f'condor.version: "{DEBIAN13_CONDOR_CHANNEL}" needs os: debian13 on the master and '
+            f"the workers (Debian 13's own HTCondor); {' and '.join(families)} {need} "
+            f"{CONDOR_MIN_MAJOR}.0 or newer (got {version!r})"
+        ]
+    return []
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

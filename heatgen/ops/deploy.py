@@ -50,8 +50,10 @@ class DeployOptions:
     timeout: float | None = None
     yes: bool = False
     wait_for_idle: bool = False
-    # Environment files sent after the grid's own (the sandbox's stand-ins), by name.
+    # Environment files sent after the grid's own (the sandbox's stand-ins), by name, and the
+    # templates they map resource types to.
     extra_environments: Mapping[str, str] = field(default_factory=dict)
+    extra_files: Mapping[str, str] = field(default_factory=dict)
     stall_timeout: float = STALL_TIMEOUT  # 0: never call a wait stalled
     resume: bool = False  # send an update with the same definition to a stalled stack
     site_label: str = "SITE.yaml"  # how hints name the site file
@@ -134,7 +136,8 @@ def deploy(
     label = options.site_label
     timeout = _deadline(site, options.timeout)
     extra = dict(options.extra_environments)
-    fields = stackfields.create_fields(grid, extra_environments=extra)
+    files = dict(options.extra_files)
+    fields = stackfields.create_fields(grid, extra_environments=extra, extra_files=files)
     stall = Stall(
         options.stall_timeout, {WAIT_CONDITION: float(site.wait_timeout + WAIT_GRACE)},
         resume=f"run `heatgen deploy {label} --resume`",
@@ -173,10 +176,12 @@ def deploy(
     for note in capacity.notes:
         report.note(note)
     override = dict(capacity.parameters)
-    update = stackfields.update_fields(grid, parameters=override, extra_environments=extra)
+    update = stackfields.update_fields(grid, parameters=override, extra_environments=extra,
+                                       extra_files=files)
     cloud.validate(fields)
     deployed = cloud.deployed_definition(existing.id)
-    wanted = stackfields.definition(grid, parameters=override, extra_environments=extra)
+    wanted = stackfields.definition(grid, parameters=override, extra_environments=extra,
+                                    extra_files=files)
     previewed = cloud.preview_update(existing.id, update, patch=False)
     current = GridOutputs.of(existing.outputs).worker_count
     plan = reconciled_plan(previewed, deployed, wanted, current)
@@ -186,6 +191,15 @@ def deploy(
     if same_definition(deployed, wanted) and not existing.failed:
         return DeployResult("unchanged", existing, plan=plan, elapsed=clock.now() - started)
     _check_group(plan, current, options, confirm, label)
+    if plan.members_replaced and current and not options.yes:
+        what = ", ".join(sorted(plan.members_replaced))
+        if not confirm(f"this update replaces every worker's {what}: all {current} workers "
+                       "and their running jobs would be lost. Go ahead?"):
+            raise UsageError(
+                f"the plan replaces every worker's {what} ({current} workers, busy or not); "
+                f"nothing was changed. Review it (`heatgen deploy {label} --dry-run`) and pass "
+                "--yes to go ahead, or drain the group first"
+            )
     protected = plan.replaces_protected
     if protected and not options.yes:
         question = (

@@ -18,13 +18,19 @@ from heatgen.render import ENVIRONMENT, MAIN_TEMPLATE, RenderedGrid
 
 SANDBOX_ENVIRONMENT = "sandbox.yaml"
 SANDBOX_TELEMETRY_ENVIRONMENT = "sandbox-telemetry.yaml"
+SANDBOX_POOL_ENVIRONMENT = "sandbox-pool.yaml"
+SANDBOX_POOL_TELEMETRY_ENVIRONMENT = "sandbox-pool-telemetry.yaml"
+SANDBOX_POOL_TEMPLATES = (
+    "sandbox-pool-server.yaml", "sandbox-pool-port.yaml", "sandbox-pool-floating-ip.yaml",
+)
 # Heat merges environment files over the request's `parameters`, so values that must win over
 # the rendered environment (the group's live size on a re-deploy) travel as a last environment.
 OVERRIDES_ENVIRONMENT = "heatgen-overrides.yaml"
 
 # Environment files count in a definition through what they set, not their text.
 ENVIRONMENT_FILES = frozenset({
-    ENVIRONMENT, SANDBOX_ENVIRONMENT, SANDBOX_TELEMETRY_ENVIRONMENT, OVERRIDES_ENVIRONMENT,
+    ENVIRONMENT, SANDBOX_ENVIRONMENT, SANDBOX_TELEMETRY_ENVIRONMENT, SANDBOX_POOL_ENVIRONMENT,
+    SANDBOX_POOL_TELEMETRY_ENVIRONMENT, OVERRIDES_ENVIRONMENT,
 })
 
 # Parameters a capacity change may PATCH; nothing else is ever sent by `heatgen scale`.
@@ -42,10 +48,15 @@ def template_body(grid: RenderedGrid) -> dict[str, Any]:
     return body
 
 
-def stack_files(grid: RenderedGrid, extra_environments: Mapping[str, str]) -> dict[str, str]:
-    """Every file but the main template, by the name the templates refer to it by."""
+def stack_files(grid: RenderedGrid, extra_environments: Mapping[str, str],
+                extra_files: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every file but the main template, by the name the templates refer to it by.
+
+    ``extra_files`` are templates an extra environment maps resource types to (the sandbox
+    pool's stand-ins)."""
     files = {name: text for name, text in grid.files.items() if name != MAIN_TEMPLATE}
     files.update(extra_environments)
+    files.update(extra_files or {})
     return dict(sorted(files.items()))
 
 
@@ -53,6 +64,7 @@ def create_fields(
     grid: RenderedGrid,
     *,
     extra_environments: Mapping[str, str] | None = None,
+    extra_files: Mapping[str, str] | None = None,
     timeout_mins: int | None = None,
 ) -> dict[str, Any]:
     """The body of ``stacks.create`` (and ``stacks.preview`` / ``stacks.validate``)."""
@@ -60,7 +72,7 @@ def create_fields(
     fields: dict[str, Any] = {
         "stack_name": grid.site.site,
         "template": template_body(grid),
-        "files": stack_files(grid, extra),
+        "files": stack_files(grid, extra, extra_files),
         "environment_files": [ENVIRONMENT, *extra],
         "disable_rollback": True,
     }
@@ -74,6 +86,7 @@ def update_fields(
     *,
     parameters: Mapping[str, Any] | None = None,
     extra_environments: Mapping[str, str] | None = None,
+    extra_files: Mapping[str, str] | None = None,
     timeout_mins: int | None = None,
 ) -> dict[str, Any]:
     """The body of a full ``stacks.update`` (PUT): template, files and environments again.
@@ -82,7 +95,7 @@ def update_fields(
     """
     fields = create_fields(
         grid, extra_environments=_with_overrides(extra_environments, parameters),
-        timeout_mins=timeout_mins,
+        extra_files=extra_files, timeout_mins=timeout_mins,
     )
     del fields["stack_name"]
     del fields["disable_rollback"]
@@ -135,12 +148,13 @@ def definition(
     *,
     parameters: Mapping[str, Any] | None = None,
     extra_environments: Mapping[str, str] | None = None,
+    extra_files: Mapping[str, str] | None = None,
 ) -> Definition:
     """What an update with these fields asks Heat to make, for heatgen's own plan check."""
     extra = _with_overrides(extra_environments, parameters)
     return Definition(
         template=template_body(grid),
         parameters={**environment_parameters(grid), **dict(parameters or {})},
-        files=stack_files(grid, extra),
+        files=stack_files(grid, extra, extra_files),
         registry=merged_registry(grid, extra),
     )

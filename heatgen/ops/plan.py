@@ -9,12 +9,12 @@ to the worker group's size, worked out the way Heat's AutoScalingGroup will: the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from heatgen.cloud.interface import Definition
 from heatgen.contract import PROTECTED_RESOURCES, WORKER_GROUP
-from heatgen.ops import definitions
+from heatgen.ops import definitions, replacement
 from heatgen.ops.fields import ENVIRONMENT_FILES
 
 PLAN_KINDS = ("added", "updated", "replaced", "deleted", "unchanged")
@@ -35,6 +35,10 @@ class Plan:
     parameters: tuple[tuple[str, str, str], ...] = ()
     group_now: int | None = None
     group_after: int | None = None
+    # what a real cloud would replace where stand-ins hide it (the sandbox): name -> why;
+    # ``members`` for the resources replaced inside every member of the worker group
+    stand_in_replaced: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    members_replaced: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def has_changes(self) -> bool:
@@ -66,6 +70,12 @@ class Plan:
                 "changed only because a preview cannot resolve references; their definitions "
                 "are unchanged, so the update leaves them alone"
             )
+        for name, why in sorted(self.stand_in_replaced.items()):
+            lines.append(f"   (note): {name} is replaced on a real cloud (changed: "
+                         f"{', '.join(why)}); the sandbox's stand-in would only update it")
+        for name, why in sorted(self.members_replaced.items()):
+            lines.append(f"  members: every worker's {name} is replaced (changed: "
+                         f"{', '.join(why)}): each worker and its running jobs go")
         for name, old, new in self.parameters:
             lines.append(f"parameter: {name} {old} -> {new}")
         if self.group_now is not None:
@@ -78,7 +88,9 @@ class Plan:
                 "over_reported": list(self.over_reported),
                 "parameters": [{"name": n, "deployed": o, "new": v}
                                for n, o, v in self.parameters],
-                "workers": {"now": self.group_now, "after": self.group_after}}
+                "workers": {"now": self.group_now, "after": self.group_after},
+                "stand_in_replaced": {k: list(v) for k, v in self.stand_in_replaced.items()},
+                "members_replaced": {k: list(v) for k, v in self.members_replaced.items()}}
 
 
 def reconciled_plan(
@@ -87,10 +99,20 @@ def reconciled_plan(
 ) -> Plan:
     """Heat's preview, with what it over-reports moved to unchanged; the parameters that
     change, and (given the group's size now) its size after the update."""
-    changed = definitions.changed_resources(old, new, heat_changes.get("replaced", []))
+    hidden = replacement.replaced_resources(old, new)
+    replaced = [*heat_changes.get("replaced", []), *hidden]
+    changed = definitions.changed_resources(old, new, replaced)
     changes, moved = definitions.reconcile(heat_changes, changed)
+    if hidden:
+        for kind in ("updated", "unchanged"):
+            changes[kind] = [name for name in changes.get(kind, []) if name not in hidden]
+        changes["replaced"] = sorted({*changes.get("replaced", []), *hidden})
+        moved = [name for name in moved if name not in hidden]
+    members = replacement.replaced_members(old, new, WORKER_GROUP)
     after = group_size_after(new, group_now) if group_now is not None else None
-    return Plan(changes, tuple(moved), parameter_changes(old, new), group_now, after)
+    return Plan(changes, tuple(moved), parameter_changes(old, new), group_now, after,
+                {k: tuple(v) for k, v in hidden.items()},
+                {k: tuple(v) for k, v in members.items()})
 
 
 def parameter_changes(old: Definition, new: Definition) -> tuple[tuple[str, str, str], ...]:

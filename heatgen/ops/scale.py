@@ -4,7 +4,8 @@ Growing is a plain PATCH. Shrinking goes through the guarded scale-in
 (:mod:`heatgen.scalein.shrink`) so that no busy worker is removed. Bounds are the deployed
 stack's (``worker_min``/``worker_max``), or the ones given with the request. 0 workers parks
 the grid: the template then sets the group's maximum to 0, since Heat reads a desired capacity
-of 0 as "unset".
+of 0 as "unset". ``--drain`` waits at most the site's ``condor.retirement_time``: the workers'
+HTCondor evicts draining jobs after that, so a longer wait would only watch them be lost.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, replace
 from heatgen.cloud.interface import Cloud, Definition, Event, Stack
 from heatgen.config import Site
 from heatgen.contract import GridOutputs, as_int
-from heatgen.errors import StackBusy, StackFailed, UsageError
+from heatgen.errors import CloudError, StackBusy, StackFailed, UsageError
 from heatgen.ops import fields as stackfields
 from heatgen.ops import writes
 from heatgen.ops.busy import refuse_if_busy, stack_lock
@@ -40,7 +41,7 @@ class ScaleRequest:
     wait_for_idle: bool = False
     force: bool = False
     drain: bool = False
-    drain_timeout: float = 3600.0
+    drain_timeout: float | None = None  # None: the site's condor.retirement_time
     resume: bool = False  # send the resize again to a stalled update
     stall_timeout: float = STALL_TIMEOUT  # 0: never call a wait stalled
     site_label: str = "SITE.yaml"  # how hints name the site file
@@ -66,8 +67,9 @@ class ScaleResult:
         return len(self.scale_in.unknown_kept) if self.scale_in is not None else 0
 
 
-def check_request(request: ScaleRequest) -> None:
-    """What can be told wrong without the cloud: negative sizes, crossed bounds."""
+def check_request(request: ScaleRequest, site: Site | None = None) -> None:
+    """What can be told wrong without the cloud: negative sizes, crossed bounds, and (given
+    the site) a drain timeout longer than the workers' retirement time."""
     problems = []
     if request.workers < 0:
         problems.append(f"--workers must be >= 0 (got {request.workers})")
@@ -79,8 +81,26 @@ def check_request(request: ScaleRequest) -> None:
         problems.append(f"--min must be <= --max (got {request.min} > {request.max})")
     if request.force and request.drain:
         problems.append("--force and --drain exclude each other")
+    timeout = request.drain_timeout
+    if timeout is not None and timeout < 0:
+        problems.append(f"--drain-timeout must be >= 0 (got {timeout:g})")
+    elif timeout is not None and site is not None and timeout > site.condor.retirement_time:
+        retirement = site.condor.retirement_time
+        problems.append(
+            f"--drain-timeout {timeout:g} is longer than condor.retirement_time {retirement} of "
+            f"{request.site_label}: HTCondor evicts the draining jobs after {retirement} s, "
+            f"before heatgen would give up; pass --drain-timeout {retirement} or less"
+        )
     if problems:
         raise UsageError("; ".join(problems))
+
+
+def drain_timeout(site: Site, request: ScaleRequest) -> float:
+    """How long ``--drain`` waits: the request's, else the site's ``condor.retirement_time``."""
+    check_request(request, site)
+    if request.drain_timeout is not None:
+        return request.drain_timeout
+    return float(site.condor.retirement_time)
 
 
 def _bound(given: int | None, stack: Stack | None, parameter: str, site_value: int,
@@ -150,7 +170,7 @@ def scale(
     """
     clock = clock or Clock()
     started = clock.now()
-    check_request(request)
+    check_request(request, site)
     stack = require_stack(cloud, site)
     params = scale_parameters(site, request, stack)
     if not request.dry_run and stack.in_progress and (
@@ -163,8 +183,10 @@ def scale(
         if pool is not None:
             with stack_lock(stack, wait=request.wait_for_idle, timeout=request.timeout,
                             report=report, clock=clock):
+                options = replace(scale_in_options or shrink.ScaleInOptions(),
+                                  drain_timeout=drain_timeout(site, request))
                 return _scale_in(cloud, stack, request, params, pool, report, clock, started,
-                                 scale_in_options or shrink.ScaleInOptions())
+                                 options)
         if not request.force:
             raise UsageError(
                 f"shrinking {site.site} from {current} to {request.workers} workers needs the "
@@ -254,8 +276,7 @@ def _scale_in(
     """Choose idle members; mark them, re-check the pool, unmark the claimed; PATCH the size.
 
     The plan is returned, not printed: the caller shows it once."""
-    options = replace(options, force=request.force, drain=request.drain,
-                      drain_timeout=request.drain_timeout)
+    options = replace(options, force=request.force, drain=request.drain)
     plan = shrink.choose(cloud, stack, pool, request.workers, options, report.note)
     if request.dry_run or not plan.removed:
         action = "planned" if request.dry_run else "unchanged"
@@ -272,4 +293,21 @@ def _scale_in(
             return ScaleResult("unchanged", stack, params, elapsed=clock.now() - started,
                                scale_in=plan)
         writes.update(cloud, stack, stackfields.patch_fields(params), True, report, clock)
-    return _wait_resized(cloud, stack, request, params, report, clock, started, marker, plan)
+    result = _wait_resized(cloud, stack, request, params, report, clock, started, marker, plan)
+    if result.action == "scaled":
+        _forget_removed(pool, plan, report)
+    return result
+
+
+def _forget_removed(pool: PoolQuery, plan: shrink.ScaleInPlan, report: Reporter) -> None:
+    """The removed workers' ads leave the collector now, not when they expire (a deleted VM
+    never says goodbye, and the negotiator would keep matching jobs to it)."""
+    gone = {machine for verdict in (*plan.choice.chosen, *plan.choice.kept)
+            if verdict.member.name in plan.removed for machine in verdict.machines}
+    if not gone:
+        return
+    try:
+        pool.forget([machine for machine in pool.machines() if machine.name in gone])
+    except CloudError as error:
+        report.note(f"the removed workers' ads stay in the collector until they expire "
+                    f"({error})")

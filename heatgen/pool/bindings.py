@@ -44,6 +44,9 @@ class BindingsPool:
     reads the process configuration). Without either, the bindings use the local HTCondor
     configuration as any HTCondor tool would. The token needs READ for queries and
     ADMINISTRATOR on the startds for draining.
+
+    The request id of each drain started here is kept, so that :meth:`cancel_drain` cancels
+    exactly that drain.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class BindingsPool:
         self.collector_host = collector_host
         self._token = token
         self._token_file = token_file
+        self._drain_requests: dict[str, str] = {}
 
     def _read_token(self) -> str | None:
         if self._token is not None:
@@ -105,21 +109,65 @@ class BindingsPool:
             plain = [{key: _plain_value(ad[key], classad2) for key in ad} for ad in ads]
         return parse_startd_ads(plain)
 
-    def drain(self, machines: Sequence[str], graceful: bool = True) -> None:
+    def drain(self, machines: Sequence[Machine], graceful: bool = True) -> None:
         """The bindings' equivalent of ``condor_drain -graceful`` (``-quick`` when not
-        graceful): find the startd's address in a slot ad, then ask it to drain."""
+        graceful): find the startd's address in a slot ad, then ask it to drain. An error of
+        the drain itself is the startd's refusal, not the collector's."""
         with self._session() as (htcondor2, classad2, collector):
             drain_type = htcondor2.DrainType.Graceful if graceful else htcondor2.DrainType.Quick
             for machine in machines:
-                ads = collector.query(
-                    htcondor2.AdTypes.Startd,
-                    constraint=f"Machine == {classad2.quote(machine)}",
-                    projection=["Machine", "MyAddress", "Name"],
-                )
-                located = [ad for ad in ads if "MyAddress" in ad]
-                if not located:
-                    raise CloudError(f"the pool at {self.collector_host} does not list {machine}")
-                htcondor2.Startd(located[0]).drainJobs(drain_type=drain_type, reason=DRAIN_REASON)
+                startd = self._startd(htcondor2, classad2, collector, machine)
+                try:
+                    request = startd.drainJobs(drain_type=drain_type, reason=DRAIN_REASON)
+                except htcondor2.HTCondorException as error:
+                    raise CloudError(
+                        f"the startd of {machine.name} refused to drain: {error}; the likely "
+                        "cause is an HTCondor token that allows READ only, or no token: "
+                        "draining needs ADMINISTRATOR on the startds (a pool token without "
+                        "-authz limits)"
+                    ) from error
+                if isinstance(request, str) and request:
+                    self._drain_requests[machine.name] = request
+
+    def cancel_drain(self, machines: Sequence[Machine]) -> None:
+        """Cancel the drains :meth:`drain` started on ``machines`` (by request id where it is
+        known), so that their running jobs go on and they take new ones again."""
+        with self._session() as (htcondor2, classad2, collector):
+            failures = []
+            for machine in machines:
+                try:
+                    startd = self._startd(htcondor2, classad2, collector, machine)
+                    startd.cancelDrainJobs(request_id=self._drain_requests.get(machine.name))
+                except (htcondor2.HTCondorException, CloudError) as error:
+                    failures.append(f"{machine.name}: {error}")
+                    continue
+                self._drain_requests.pop(machine.name, None)
+            if failures:
+                raise CloudError(f"cancelling the drain failed for {'; '.join(failures)}")
+
+    def forget(self, machines: Sequence[Machine]) -> None:
+        """Invalidate each machine's startd and master ads at the collector (needs a token
+        that may ADVERTISE_STARTD and ADVERTISE_MASTER)."""
+        with self._session() as (htcondor2, classad2, collector):
+            for machine in machines:
+                for kind, target in (("INVALIDATE_STARTD_ADS", "Machine"),
+                                     ("INVALIDATE_MASTER_ADS", "DaemonMaster")):
+                    ad = classad2.ClassAd({"MyType": "Query", "TargetType": target})
+                    ad["Requirements"] = classad2.ExprTree(
+                        f"Machine == {classad2.quote(machine.name)}")
+                    collector.advertise([ad], kind)
+
+    def _startd(self, htcondor2: Any, classad2: Any, collector: Any, machine: Machine) -> Any:
+        """The ``htcondor2.Startd`` of ``machine``, located by the address in its slot ads."""
+        ads = collector.query(
+            htcondor2.AdTypes.Startd,
+            constraint=f"Machine == {classad2.quote(machine.name)}",
+            projection=["Machine", "MyAddress", "Name"],
+        )
+        located = [ad for ad in ads if "MyAddress" in ad]
+        if not located:
+            raise CloudError(f"the pool at {self.collector_host} does not list {machine.name}")
+        return htcondor2.Startd(located[0])
 
 
 @contextlib.contextmanager

@@ -193,9 +193,20 @@ def _state_text(slot: Slot) -> str:
 
 class PoolQuery(Protocol):
     """heatgen's one interface to an HTCondor pool. Methods raise
-    :class:`heatgen.errors.CloudError` when the pool cannot be asked."""
+    :class:`heatgen.errors.CloudError` when the pool cannot be asked.
+
+    Drains take the :class:`Machine` values :meth:`machines` returned, not names: how a startd
+    is addressed differs between readers (``condor_drain`` finds a startd by a slot's
+    ``Name``, the bindings by its address), and a machine carries both.
+    """
 
     def machines(self) -> list[Machine]: ...
 
-    def drain(self, machines: Sequence[str], graceful: bool = True) -> None: ...
+    def drain(self, machines: Sequence[Machine], graceful: bool = True) -> None: ...
+
+    def cancel_drain(self, machines: Sequence[Machine]) -> None: ...
+
+    def forget(self, machines: Sequence[Machine]) -> None:
+        """Drop the machines' ads from the collector: a removed worker's VM vanishes without
+        saying goodbye, and its ads would otherwise be matched until they expire."""
 

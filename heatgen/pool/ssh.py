@@ -21,6 +21,34 @@ DEFAULT_HOST_KEY_POLICY = "accept-new"
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
+class _CommandFailed(CloudError):
+    """The remote command ran and exited non-zero (ssh itself worked)."""
+
+    def __init__(self, message: str, status: int, detail: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
+def startd_name(machine: Machine) -> str:
+    """The name ``condor_drain`` finds a machine's startd by: the ``Name`` of its first
+    partitionable or static slot (``slot1@w2``). Given the bare ``Machine`` (``w2``), it
+    looks for a host of that name and fails with "unknown host"."""
+    slots = machine.owner_slots or machine.slots
+    return slots[0].name if slots else machine.name
+
+
+def invalidate_script(machine: str) -> str:
+    """A shell script that invalidates the startd and master ads of ``machine``."""
+    name = machine.replace("\\", "\\\\").replace('"', '\\"')
+    query = shlex.quote(f'MyType = "Query"\nTargetType = "Machine"\n'
+                        f'Requirements = Machine == "{name}"\n')
+    master = shlex.quote(f'MyType = "Query"\nTargetType = "DaemonMaster"\n'
+                         f'Requirements = Machine == "{name}"\n')
+    return (f"printf '%s' {query} | condor_advertise INVALIDATE_STARTD_ADS - && "
+            f"printf '%s' {master} | condor_advertise INVALIDATE_MASTER_ADS -")
+
+
 def _stderr_summary(stderr: str | bytes | None) -> str:
     if isinstance(stderr, bytes):
         stderr = stderr.decode("utf-8", "replace")
@@ -56,12 +84,15 @@ class SshPool:
         timeout: float = 60.0,
         host_key_policy: str = DEFAULT_HOST_KEY_POLICY,
         sudo: bool = False,
+        known_hosts: str | os.PathLike[str] | None = None,
     ) -> None:
         if not host or not user:
             raise CloudError("SshPool needs a host and a user")
         self.host = host
         self.user = user
         self.identity_file = os.fspath(identity_file) if identity_file is not None else None
+        # Where host keys are kept (ssh's UserKnownHostsFile; default: the user's own).
+        self.known_hosts = os.fspath(known_hosts) if known_hosts is not None else None
         self.runner = runner
         self.timeout = timeout
         self.host_key_policy = host_key_policy
@@ -78,6 +109,8 @@ class SshPool:
             argv += ["-o", option]
         if self.identity_file is not None:
             argv += ["-o", "IdentitiesOnly=yes", "-i", self.identity_file]
+        if self.known_hosts is not None:
+            argv += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
         command = ["sudo", "-n", *remote] if self.sudo else list(remote)
         return [*argv, "--", self.target, shlex.join(command)]
 
@@ -103,8 +136,10 @@ class SshPool:
             )
         if result.returncode != 0:
             detail = _stderr_summary(result.stderr) or "no message"
-            raise CloudError(
-                f"{what} on {self.target} failed with exit status {result.returncode}: {detail}"
+            raise _CommandFailed(
+                f"{what} on {self.target} failed with exit status {result.returncode}: {detail}",
+                result.returncode,
+                detail,
             )
         return result.stdout or ""
 
@@ -116,11 +151,39 @@ class SshPool:
         except CloudError as error:
             raise CloudError(f"condor_status on {self.target}: {error}") from error
 
-    def drain(self, machines: Sequence[str], graceful: bool = True) -> None:
-        """``condor_drain`` each machine; ``graceful=False`` means ``-quick`` (evict now, with
-        the usual vacate time) rather than ``-fast`` (hard kill)."""
+    def drain(self, machines: Sequence[Machine], graceful: bool = True) -> None:
+        """``condor_drain`` each machine's startd (by :func:`startd_name`); ``graceful=False``
+        means ``-quick`` (evict now, with the usual vacate time) rather than ``-fast`` (hard
+        kill). A startd that refuses is named in the error."""
         schedule = "-graceful" if graceful else "-quick"
         for machine in machines:
-            remote = ["condor_drain", schedule, "-reason", DRAIN_REASON, machine]
-            self._run(f"condor_drain {machine}", remote)
+            name = startd_name(machine)
+            remote = ["condor_drain", schedule, "-reason", DRAIN_REASON, name]
+            try:
+                self._run(f"condor_drain {name}", remote)
+            except _CommandFailed as error:
+                raise CloudError(
+                    f"the startd of {machine.name} refused to drain: condor_drain {name} on "
+                    f"{self.target} failed with exit status {error.status}: {error.detail}"
+                ) from error
+
+    def forget(self, machines: Sequence[Machine]) -> None:
+        """``condor_advertise INVALIDATE_*_ADS`` for each machine's startd and master ads,
+        from the master (its own credentials may advertise to its collector)."""
+        for machine in machines:
+            script = invalidate_script(machine.name)
+            self._run(f"forgetting {machine.name}", ["sh", "-c", script])
+
+    def cancel_drain(self, machines: Sequence[Machine]) -> None:
+        """``condor_drain -cancel`` each machine's startd, so that its running jobs go on and
+        it takes new ones again; every machine is tried, the failures are reported together."""
+        failures = []
+        for machine in machines:
+            name = startd_name(machine)
+            try:
+                self._run(f"condor_drain -cancel {name}", ["condor_drain", "-cancel", name])
+            except CloudError as error:
+                failures.append(f"{machine.name}: {error}")
+        if failures:
+            raise CloudError(f"cancelling the drain failed for {'; '.join(failures)}")
 

@@ -9,7 +9,10 @@ Repository layout, as documented by HTCondor ("Linux (from our repositories)") a
 its ``get_htcondor`` installer: ``<repo>/<channel>/htcondor-release-current.el9.noarch.rpm``
 for Enterprise Linux (the release RPM carries the ``.repo`` file and signing keys, packages
 need EPEL and CRB), ``<repo>/keys/HTCondor-<channel>-Key`` plus
-``deb <repo>/ubuntu/<channel> <codename> main`` for Ubuntu.
+``deb <repo>/ubuntu/<channel> <codename> main`` for Ubuntu. Debian 13 uses no external
+repository: its own archive carries HTCondor 23.9 (package ``condor``), and an image that
+already has it installs nothing, so that such an image boots without network access to a
+mirror.
 """
 
 from __future__ import annotations
@@ -40,6 +43,12 @@ class Distribution:
     repo_setup: tuple[str, ...]
     install: tuple[str, ...]
     codename: str = ""
+    source: str = ""
+
+    @property
+    def origin(self) -> str:
+        """Where HTCondor comes from, for the setup script's comment."""
+        return self.source or f"the official repository for {self.label}"
 
     def commands(self, channel: str, repo: str = HTCONDOR_REPO) -> list[str]:
         """The shell lines that add the ``channel`` repository and install HTCondor."""
@@ -83,6 +92,20 @@ DISTRIBUTIONS: dict[OsFamily, Distribution] = {
     ),
     OsFamily.UBUNTU_2204: _ubuntu(OsFamily.UBUNTU_2204, "22.04", "jammy"),
     OsFamily.UBUNTU_2404: _ubuntu(OsFamily.UBUNTU_2404, "24.04", "noble"),
+    OsFamily.DEBIAN_13: Distribution(
+        os=OsFamily.DEBIAN_13,
+        label="Debian 13",
+        package_manager="apt-get",
+        source="Debian 13's own archive (no external repository)",
+        repo_setup=(),
+        install=(
+            "if [ \"$(dpkg-query -W --showformat='${{Status}}\\n' condor nftables curl 2>/dev/null"
+            " | grep -c ' ok installed$')\" != 3 ]; then",
+            f"  {_APT} update",
+            f"  {_APT} install --no-install-recommends condor nftables curl",
+            "fi",
+        ),
+    ),
 }
 
 # Execute-node slot layouts (condor.slots), as plain knobs so they read the same in every
@@ -128,20 +151,38 @@ def _node(os: OsFamily, channel: str) -> NodePayload:
     return NodePayload(distribution=distribution, install=distribution.commands(channel))
 
 
+def security_metaknob(version: str) -> str:
+    """The ``use security:`` template of a channel: HTCondor 23.x knows ``recommended_v9_0``
+    only (``recommended`` is a fatal configuration error there), 24 and newer ``recommended``."""
+    major, _ = channel_parts(version)
+    return "recommended_v9_0" if major < 24 else "recommended"
+
+
+def retirement_lines(seconds: int) -> list[str]:
+    """The execute node's retirement time, so that a graceful drain lets running jobs finish."""
+    return [
+        "# condor.retirement_time: a graceful drain (heatgen scale --drain) lets running jobs",
+        "# finish for this long before it evicts them; HTCondor's default 0 evicts them at once.",
+        f"MAXJOBRETIREMENTTIME = {seconds}",
+    ]
+
+
 def payload_context(site: Site) -> dict[str, Any]:
     """Extra Jinja context for the boot payloads of ``site``.
 
-    The limits the payload relies on (HTCondor >= 24, no markers or oversized text in user
-    config) are checked when the site config is validated.
+    The limits the payload relies on (HTCondor >= 24 or Debian 13's 23.9, no markers or
+    oversized text in user config) are checked when the site config is validated.
     """
     condor = site.condor
     return {
         "payload": {
             "channel": condor.version,
             "version_glob": version_glob(condor.version),
+            "security_metaknob": security_metaknob(condor.version),
             "master": _node(site.master.os, condor.version),
             "worker": _node(site.workers.os, condor.version),
             "slot_layout": list(SLOT_LAYOUTS[condor.slots]),
+            "retirement": retirement_lines(condor.retirement_time),
             "start": condor.start,
             "extra_config": list(condor.extra_config),
         }

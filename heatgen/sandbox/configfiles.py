@@ -68,9 +68,13 @@ def _password_auth(config: SandboxConfig, secrets: SandboxSecrets) -> dict[str, 
 
 
 def heat_conf(
-    config: SandboxConfig, secrets: SandboxSecrets, database_url: str, paste_path: Path
+    config: SandboxConfig, secrets: SandboxSecrets, database_url: str, paste_path: Path,
+    signal_host: str | None = None,
 ) -> str:
-    """heat.conf for engine + APIs in one process talking over the in-process transport."""
+    """heat.conf for engine + APIs in one process talking over the in-process transport.
+
+    ``signal_host`` (the pool's bridge address) goes into the signal URLs Heat hands out, so
+    that sandbox hosts reach heat-api from their namespaces."""
     cfn = f"http://{HOST}:{config.cfn_port}"
     service_auth = _password_auth(config, secrets)
     trustee = {k: v for k, v in service_auth.items() if not k.startswith("project_")}
@@ -103,6 +107,8 @@ def heat_conf(
             },
             "trustee": trustee,
             "clients_keystone": {"auth_uri": config.keystone_url},
+            **({"clients_heat": {"url": f"http://{signal_host}:{config.heat_port}/v1/"
+                                        "%(tenant_id)s"}} if signal_host else {}),
             # Pre-signed alarm_url requests: Keystone lets only service users validate EC2
             # signatures, and needs the unversioned root to find its EC2 API.
             "ec2authtoken": {

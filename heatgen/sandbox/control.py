@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from heatgen.errors import SandboxError
 from heatgen.sandbox import configfiles
+from heatgen.sandbox.pool.hosts import HostState
 from heatgen.sandbox.settings import (
     ADMIN_PROJECT,
     ADMIN_USER,
@@ -46,7 +47,7 @@ ProcessState = Literal["running", "stopped", "crashed"]
 SandboxState = Literal["running", "stopped", "crashed", "degraded"]
 
 _KEYSTONE_MARKER = "keystone-initialised"
-_RESET_ENTRIES = ("etc", "data", "log", "run", "sandbox.json")
+_RESET_ENTRIES = ("etc", "data", "log", "run", "pool", "sandbox.json")
 
 
 class PortBusy(SandboxError):
@@ -109,10 +110,12 @@ class SandboxStatus:
     processes: tuple[ProcessStatus, ...]
     startup_seconds: float | None = None
     notes: tuple[str, ...] = field(default=())
+    hosts: tuple[HostState, ...] = ()  # the pool's hosts (`up --pool`)
 
     @property
     def rss_bytes(self) -> int:
-        return sum(p.rss_bytes or 0 for p in self.processes)
+        return sum(p.rss_bytes or 0 for p in self.processes) + sum(
+            h.rss_bytes or 0 for h in self.hosts)
 
     @property
     def running(self) -> bool:
@@ -132,7 +135,8 @@ def _components(config: SandboxConfig) -> tuple[str, ...]:
         "keystone",
         "heat",
     )
-    return (*base, "telemetry") if config.telemetry else base
+    base = (*base, "telemetry") if config.telemetry else base
+    return (*base, "pool") if config.pool else base
 
 
 def _services(config: SandboxConfig, component: str) -> tuple[ServiceStatus, ...]:
@@ -148,6 +152,8 @@ def _services(config: SandboxConfig, component: str) -> tuple[ServiceStatus, ...
             ServiceStatus("aodh-evaluator", None),
             ServiceStatus("aodh-notifier", None),
         )
+    if component == "pool":
+        return (ServiceStatus("pool-agent", None),)
     return (
         ServiceStatus("heat-api", config.heat_port),
         ServiceStatus("heat-api-cfn", config.cfn_port),
@@ -281,7 +287,12 @@ def status(config: SandboxConfig, *, probe: bool = True) -> SandboxStatus:
         state = "degraded"
     else:
         state = "running"
-    return SandboxStatus(config.state_dir, config.backend, state, processes)
+    hosts: tuple[HostState, ...] = ()
+    if config.pool:
+        from heatgen.sandbox.pool import network
+
+        hosts = tuple(network.host_states(config))
+    return SandboxStatus(config.state_dir, config.backend, state, processes, hosts=hosts)
 
 
 def describe_crash(current: SandboxStatus) -> str:
@@ -350,6 +361,10 @@ def down(
         note = _stop_component(config, component, timeout)
         if note:
             notes.append(note)
+    if config.pool or (config.pool_dir / "network.json").exists():
+        from heatgen.sandbox.pool import network
+
+        notes.extend(network.teardown(config))
     if reset:
         for entry in _RESET_ENTRIES:
             path = config.state_dir / entry
@@ -479,12 +494,14 @@ def _database_urls(config: SandboxConfig) -> dict[str, str]:
     }
 
 
-def _write_configs(config: SandboxConfig, secrets: SandboxSecrets) -> None:
+def _write_configs(config: SandboxConfig, secrets: SandboxSecrets,
+                   signal_host: str | None = None) -> None:
     urls = _database_urls(config)
     paste = config.etc_dir / "heat-api-paste.ini"
+    heat = configfiles.heat_conf(config, secrets, urls["heat"], paste, signal_host)
     files = {
         config.etc_dir / "keystone.conf": configfiles.keystone_conf(config, urls["keystone"]),
-        config.etc_dir / "heat.conf": configfiles.heat_conf(config, secrets, urls["heat"], paste),
+        config.etc_dir / "heat.conf": heat,
         paste: configfiles.heat_paste_ini(),
     }
     for path, text in files.items():
@@ -644,10 +661,15 @@ def up(
     os.chmod(config.state_dir, 0o700)
     secrets = ensure_secrets(config)
     save_settings(config)
-    _write_configs(config, secrets)
     deadline = time.monotonic() + config.start_timeout
 
     try:
+        bridge_address = None
+        if config.pool:
+            from heatgen.sandbox.pool import network
+
+            bridge_address = network.prepare(config, progress).gateway
+        _write_configs(config, secrets, bridge_address)
         if config.backend == "postgres":
             from heatgen.sandbox import postgres
 
@@ -663,6 +685,8 @@ def up(
         ]
         if config.backend == "sqlite":
             heat_args += ["--sqlite", str(config.data_dir / "heat.sqlite")]
+        if bridge_address:
+            heat_args += ["--api-also-on", bridge_address]
         heat = _spawn(config, "heat", heat_args)
 
         _init_keystone(config, secrets, progress)
@@ -686,6 +710,12 @@ def up(
                     interval=0.5)
         if config.telemetry:
             _start_telemetry(config, secrets, deadline, progress)
+        if config.pool:
+            _say(progress, f"starting the pool agent (hosts on {bridge_address}'s bridge)")
+            agent = _spawn(config, "pool", ["--state-dir", str(config.state_dir)])
+            time.sleep(0.5)
+            if agent.poll() is not None:
+                raise _startup_failure(config, "pool", agent.returncode)
     except BaseException:
         down(config)
         if previous != config and has_data(previous):

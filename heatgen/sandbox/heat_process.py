@@ -22,6 +22,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--api-port", type=int, required=True)
     parser.add_argument("--cfn-port", type=int, required=True)
     parser.add_argument("--sqlite", metavar="DB", help="SQLite database to harden and use")
+    parser.add_argument("--api-also-on", metavar="ADDRESS",
+                        help="serve heat-api on this address too (the pool's bridge)")
     return parser.parse_args(argv)
 
 
@@ -79,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         serving.LoopbackServer("heat-api", args.api_port, api, threads=16),
         serving.LoopbackServer("heat-api-cfn", args.cfn_port, cfn, threads=8),
     ]
+    if args.api_also_on:
+        # Sandbox hosts signal their wait conditions here, as VMs reach a cloud's Heat.
+        servers.append(serving.LoopbackServer("heat-api-pool", args.api_port, api, threads=8,
+                                              host=args.api_also_on))
     serving.bind_all(servers)
     try:
         engine.start()

@@ -15,6 +15,8 @@ from heatgen.pool import Machine, parse_condor_status_json
 
 @dataclass(frozen=True)
 class DrainRequest:
+    """One drain asked of the pool, by machine name."""
+
     machines: tuple[str, ...]
     graceful: bool
 
@@ -23,8 +25,8 @@ class RecordedPool:
     """A pool that answers with recorded snapshots, in order, then keeps giving the last.
 
     Each snapshot is a list of :class:`Machine` or a ``condor_status -json`` text (parsed at
-    construction, so a bad recording fails at once). Drain requests are recorded, not acted
-    on: the snapshots already say what the pool did.
+    construction, so a bad recording fails at once). Drain and cancel requests are recorded
+    (by machine name), not acted on: the snapshots already say what the pool did.
     """
 
     def __init__(self, snapshots: Sequence[Sequence[Machine] | str]) -> None:
@@ -35,6 +37,8 @@ class RecordedPool:
         ]
         self.queries = 0
         self.drain_requests: list[DrainRequest] = []
+        self.cancel_requests: list[tuple[str, ...]] = []
+        self.forgotten: list[tuple[str, ...]] = []
 
     @classmethod
     def from_files(cls, paths: Iterable[str | os.PathLike[str]]) -> RecordedPool:
@@ -57,5 +61,11 @@ class RecordedPool:
         self.queries += 1
         return list(snapshot)
 
-    def drain(self, machines: Sequence[str], graceful: bool = True) -> None:
-        self.drain_requests.append(DrainRequest(tuple(machines), graceful))
+    def drain(self, machines: Sequence[Machine], graceful: bool = True) -> None:
+        self.drain_requests.append(DrainRequest(tuple(m.name for m in machines), graceful))
+
+    def cancel_drain(self, machines: Sequence[Machine]) -> None:
+        self.cancel_requests.append(tuple(m.name for m in machines))
+
+    def forget(self, machines: Sequence[Machine]) -> None:
+        self.forgotten.append(tuple(m.name for m in machines))

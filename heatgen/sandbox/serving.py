@@ -30,11 +30,12 @@ class LoopbackServer:
     port: int
     app: Any
     threads: int = 8
+    host: str = HOST  # the pool's bridge address, for what sandbox hosts must reach
 
     def __post_init__(self) -> None:
         from cheroot import wsgi
 
-        self._server = wsgi.Server((HOST, self.port), self.app, numthreads=self.threads,
+        self._server = wsgi.Server((self.host, self.port), self.app, numthreads=self.threads,
                                    server_name=self.name)
         self._thread: threading.Thread | None = None
 

@@ -6,6 +6,7 @@ Light on purpose: only the standard library, so ``heatgen sandbox --help`` and
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -81,6 +82,7 @@ class SandboxConfig:
     telemetry: bool = False
     gnocchi_port: int = DEFAULT_GNOCCHI_PORT
     aodh_port: int = DEFAULT_AODH_PORT
+    pool: bool = False  # servers boot as sandbox hosts (`up --pool`)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser().absolute())
@@ -135,6 +137,16 @@ class SandboxConfig:
         return f"http://{HOST}:{self.cfn_port}/v1"
 
     @property
+    def pool_dir(self) -> Path:
+        """The pool's hosts, addresses, key pairs and agent state."""
+        return self.state_dir / "pool"
+
+    @property
+    def tag(self) -> str:
+        """A short name of this sandbox for the kernel objects it makes (bridge, veths)."""
+        return hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:4]
+
+    @property
     def log_dir(self) -> Path:
         return self.state_dir / "log"
 
@@ -173,7 +185,7 @@ def stored_settings(state_dir: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise SandboxError(f"{path}: expected a JSON object")
     known = {"keystone_port", "heat_port", "cfn_port", "backend", "postgres_port",
-             "telemetry", "gnocchi_port", "aodh_port"}
+             "telemetry", "gnocchi_port", "aodh_port", "pool"}
     return {key: value for key, value in raw.items() if key in known}
 
 

@@ -7,6 +7,11 @@ any that were claimed meanwhile, then PATCHes the group to an *absolute* size. A
 -N is never used: it counts only healthy members, so it would remove the marked ones *and* the
 oldest healthy one. If anything fails after marking, every mark is taken back, because Heat
 replaces CHECK_FAILED members on the next update.
+
+``--drain`` drains busy members gracefully and waits for them to become idle, at most as long
+as the workers' ``MAXJOBRETIREMENTTIME`` (``condor.retirement_time``): after that HTCondor would
+evict their jobs. When the wait ends without them, heatgen cancels the drains it started, so
+their jobs keep running and the machines take new ones again.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from dataclasses import dataclass
 
 from heatgen.cloud.group import Member, group_members
 from heatgen.cloud.interface import Cloud, Stack
+from heatgen.config.model import RETIREMENT_TIME_DEFAULT
 from heatgen.errors import HeatgenError, UsageError, WaitTimeout
-from heatgen.pool import PoolQuery
+from heatgen.pool import Machine, PoolQuery
 from heatgen.scalein import choice as scalein
 
 MARK_REASON = "heatgen scale-in: idle worker chosen for removal"
@@ -80,7 +86,7 @@ class ScaleInPlan:
 class ScaleInOptions:
     force: bool = False
     drain: bool = False
-    drain_timeout: float = 3600.0
+    drain_timeout: float = float(RETIREMENT_TIME_DEFAULT)
     now: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
@@ -95,17 +101,18 @@ def choose(
     remove = len(members) - target
     if remove <= 0:
         raise UsageError(f"the group has {len(members)} workers; nothing to remove for {target}")
-    choice = scalein.choose_removals(members, pool.machines(), remove,
-                                     options.now())
+    snapshot = pool.machines()
+    choice = scalein.choose_removals(members, snapshot, remove, options.now())
     forced: tuple[str, ...] = ()
     drained: tuple[str, ...] = ()
     if choice.needed and options.drain:
         candidates = [v for v in choice.kept if v.in_pool][: choice.needed]
         drained = tuple(v.member.name for v in candidates)
-        machines = [m for v in candidates for m in v.machines]
+        by_name = {machine.name: machine for machine in snapshot}
+        machines = [by_name[name] for v in candidates for name in v.machines]
         note(f"draining {', '.join(drained)} gracefully (condor_drain -graceful) before removal")
-        pool.drain(machines, graceful=True)
-        choice = _wait_drained(pool, members, remove, drained, options, note)
+        _drain(pool, machines, note)
+        choice = _wait_drained(pool, members, remove, drained, machines, options, note)
     if choice.needed and options.force:
         forced = tuple(v.member.name for v in choice.kept[: choice.needed])
         for name in forced:
@@ -113,10 +120,26 @@ def choose(
     return ScaleInPlan(members, choice, forced, drained)
 
 
+def _drain(pool: PoolQuery, machines: Sequence[Machine], note: Callable[[str], None]) -> None:
+    """Drain ``machines`` one by one; if one is refused, cancel the drains already started,
+    so that no machine is left draining for a removal that will not come."""
+    started: list[Machine] = []
+    for machine in machines:
+        try:
+            pool.drain([machine], graceful=True)
+        except HeatgenError:
+            if started:
+                note(f"cancelling the drains already started ({_names(started)})")
+                _cancel_quietly(pool, started)
+            raise
+        started.append(machine)
+
+
 def _wait_drained(
     pool: PoolQuery, members: Sequence[Member], remove: int, drained: Sequence[str],
-    options: ScaleInOptions, note: Callable[[str], None],
+    machines: Sequence[Machine], options: ScaleInOptions, note: Callable[[str], None],
 ) -> scalein.Choice:
+    """Wait until the drained members are idle; past the deadline, cancel the drains."""
     deadline = options.monotonic() + options.drain_timeout
     wanted = set(drained)
     while True:
@@ -126,13 +149,33 @@ def _wait_drained(
         if wanted <= chosen or not choice.needed:
             return choice
         if options.monotonic() >= deadline:
-            busy = sorted(wanted - chosen)
+            busy = ", ".join(sorted(wanted - chosen))
+            waited = f"{busy} still run jobs after {options.drain_timeout:.0f} s of draining"
+            try:
+                pool.cancel_drain(machines)
+            except HeatgenError as error:
+                raise WaitTimeout(
+                    f"{waited}; nothing was removed, and cancelling the drains failed "
+                    f"({error}): they go on in HTCondor until `condor_drain -cancel` runs for "
+                    f"{_names(machines)} on the master"
+                ) from error
             raise WaitTimeout(
-                f"{', '.join(busy)} still run jobs after {options.drain_timeout:.0f} s of "
-                "draining; nothing was removed (the drain goes on in HTCondor)"
+                f"{waited}; nothing was removed: heatgen cancelled the drains it started "
+                f"({_names(machines)}), so their jobs keep running and they take new jobs again"
             )
         note(f"waiting for {', '.join(sorted(wanted - chosen))} to finish draining")
         options.sleep(DRAIN_POLL)
+
+
+def _names(machines: Sequence[Machine]) -> str:
+    return ", ".join(machine.name for machine in machines)
+
+
+def _cancel_quietly(pool: PoolQuery, machines: Sequence[Machine]) -> None:
+    try:
+        pool.cancel_drain(machines)
+    except HeatgenError:
+        return
 
 
 def mark(cloud: Cloud, plan: ScaleInPlan, names: Sequence[str], unhealthy: bool) -> None:

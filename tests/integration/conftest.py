@@ -76,3 +76,51 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         )
     finally:
         control.down(config)
+
+
+def pool_unavailable() -> str | None:
+    """Why this machine cannot run the sandbox's pool, or None."""
+    import os
+    import shutil
+    import subprocess
+
+    if not sandbox_installed():
+        return "needs the sandbox extra: pip install 'heatgen[sandbox]'"
+    if os.geteuid() != 0:
+        return "the pool's hosts are namespaces: needs root"
+    if shutil.which("debootstrap") is None and not Path("/usr/sbin/debootstrap").exists():
+        return "needs debootstrap (apt-get install debootstrap)"
+    probe = subprocess.run(["unshare", "--net", "--mount", "--uts", "--pid", "--fork", "true"],
+                           capture_output=True, check=False)
+    if probe.returncode != 0:
+        return "this machine cannot make network, mount and PID namespaces"
+    return None
+
+
+@pytest.fixture(scope="session")
+def pool_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A sandbox with its pool (`up --pool`), started once per session, stopped at the end
+    with every host, mount and bridge it made."""
+    reason = pool_unavailable()
+    if reason:
+        pytest.skip(reason)
+    from dataclasses import replace
+
+    from heatclient import client as heat_client
+
+    from heatgen.sandbox import control
+    from heatgen.sandbox.settings import on_free_ports
+
+    config = replace(on_free_ports(tmp_path_factory.mktemp("pool-sandbox")), pool=True)
+    try:
+        started = control.up(config, progress=lambda message: print(f"pool sandbox: {message}"))
+        session = control.session(config)
+        yield Sandbox(
+            config=config,
+            auth=control.auth_dict(config),
+            session=session,
+            heat=heat_client.Client("1", session=session),
+            startup_seconds=started.startup_seconds or 0.0,
+        )
+    finally:
+        control.down(config)

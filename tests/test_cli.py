@@ -370,3 +370,19 @@ def test_a_wait_on_a_terminal_shows_one_progress_line_and_keeps_failures() -> No
     plain.event(Event("1", "2026-01-01T00:00:00Z", "master", "CREATE_COMPLETE", "", "g"))
     shown = plain.stream.text  # type: ignore[attr-defined]
     assert shown == "  2026-01-01 00:00:00  g/master                   CREATE_COMPLETE\n"
+
+
+def test_scale_in_drops_the_removed_workers_ads_from_the_collector(cloud: FakeCloud) -> None:
+    from heatgen.config import load_site
+    from heatgen.ops.report import SilentReporter
+    from heatgen.ops.scale import ScaleRequest, scale
+    from heatgen.sandbox.recording import RecordedPool
+
+    _grid(cloud)
+    pool = RecordedPool.from_files([CONDOR / "idle-five.json"])
+    result = scale(cloud, load_site(THESIS), ScaleRequest(workers=3), SilentReporter(),
+                   pool_for=lambda stack: pool)
+    assert result.action == "scaled"
+    assert len(result.scale_in.removed if result.scale_in else ()) == 2
+    [forgotten] = pool.forgotten
+    assert len(forgotten) == 2 and all(name.startswith("demo-worker-") for name in forgotten)

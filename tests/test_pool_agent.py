@@ -167,3 +167,18 @@ def test_the_base_is_keyed_by_its_recipe_and_found_only_when_complete(tmp_path: 
     (tmp_path / key / base.RECIPE_FILE).write_text("{}")
     found = base.find(tmp_path)
     assert found is not None and found.path == root
+
+
+def test_a_pool_sandbox_refuses_sites_its_hosts_cannot_boot(tmp_path: Path) -> None:
+    from heatgen.config import load_site
+    from heatgen.sandbox.hooks import check_site_boots
+    from heatgen.sandbox.settings import SandboxConfig
+
+    from .conftest import EXAMPLES
+
+    pool = SandboxConfig(state_dir=tmp_path, pool=True)
+    with pytest.raises(SandboxError) as refused:
+        check_site_boots(load_site(EXAMPLES / "thesis.yaml"), pool)
+    assert "set master.os and workers.os to debian13" in str(refused.value)
+    check_site_boots(load_site(EXAMPLES / "debian13.yaml"), pool)
+    check_site_boots(load_site(EXAMPLES / "thesis.yaml"), SandboxConfig(state_dir=tmp_path))

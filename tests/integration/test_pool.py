@@ -99,17 +99,24 @@ def _jobs(sandbox: Sandbox, stack: str) -> list[dict[str, Any]]:
     return [*json.loads(queued or "[]"), *json.loads(done or "[]")]
 
 
-@pytest.fixture
-def grid(pool_sandbox: Sandbox, cli: Any, tmp_path: Path) -> Iterator[Path]:
-    site = _site(tmp_path, "pool-grid")
-    started = time.monotonic()
-    code, out, err = cli("deploy", str(site))
-    assert code == 0, err
-    print(f"deploy with a real master and one worker: {time.monotonic() - started:.1f} s")
-    yield site
-    cli("delete", str(site), "--yes")
-    assert _hosts(pool_sandbox).server_ids() == [] or _until(
-        "hosts gone", lambda: _hosts(pool_sandbox).server_ids() == [], 30) is None
+@pytest.fixture(scope="module")
+def grid(pool_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One grid for the module's tests, in order (each leaves it as the next expects)."""
+    site = _site(tmp_path_factory.mktemp("pool-grid"), "pool-grid")
+    saved = os.environ.get("HEATGEN_SANDBOX_DIR")
+    os.environ["HEATGEN_SANDBOX_DIR"] = str(pool_sandbox.config.state_dir)
+    try:
+        started = time.monotonic()
+        assert main(["deploy", str(site)]) == 0
+        print(f"deploy with a real master and one worker: {time.monotonic() - started:.1f} s")
+        yield site
+        main(["delete", str(site), "--yes"])
+        _until("hosts gone", lambda: _hosts(pool_sandbox).server_ids() == [], 30)
+    finally:
+        if saved is None:
+            os.environ.pop("HEATGEN_SANDBOX_DIR", None)
+        else:
+            os.environ["HEATGEN_SANDBOX_DIR"] = saved
 
 
 def test_the_masters_payload_signals_and_a_worker_joins_with_its_server_id(
@@ -241,3 +248,26 @@ def test_a_payload_that_fails_fails_the_stack_at_once_with_its_reason(
         print(f"payload failure reported after {elapsed:.1f} s")
     finally:
         cli("delete", str(site), "--yes")
+
+
+def test_sandbox_ssh_runs_on_a_host_and_a_killed_host_shows_as_crashed(
+    pool_sandbox: Sandbox, grid: Path, capfd: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from heatgen.sandbox import control
+
+    monkeypatch.setenv("HEATGEN_SANDBOX_DIR", str(pool_sandbox.config.state_dir))
+    capfd.readouterr()
+    assert main(["sandbox", "ssh", "master", "--", "condor_status", "-af", "MyType"]) == 0
+    assert "Machine" in capfd.readouterr().out  # the worker's slot, asked on the master
+    outputs = _outputs(pool_sandbox, "pool-grid")
+    worker = next(iter(outputs["worker_server_ids"].values()))
+    state = _hosts(pool_sandbox).state(worker)
+    assert state is not None and state.pid is not None and state.alive
+    os.killpg(state.pid, signal.SIGKILL)  # the host dies under the sandbox (a VM crashing)
+    _until("the host seen as dead", lambda: not _hosts(pool_sandbox).alive(worker), 20)
+    shown = [h for h in control.status(pool_sandbox.config).hosts if h.server_id == worker]
+    assert shown and not shown[0].alive
+    assert main(["sandbox", "status"]) == 0
+    assert "crashed" in capfd.readouterr().out

@@ -236,7 +236,7 @@ class Hosts:
         (home / "host.json").write_text(json.dumps({
             "server_id": spec.server_id, "name": spec.name, "address": spec.address,
             "floating": list(spec.floating), "index": index, "pid": process.pid,
-            "start_time": _start_time(process.pid),
+            "start_time": _start_time(process.pid), "started_at": time.time(),
         }) + "\n")
         try:
             self._hand_over(process, inside)

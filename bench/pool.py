@@ -67,34 +67,38 @@ def main() -> int:
         begin = time.monotonic()
         assert heatgen(["deploy", str(site)]) == 0
         print(f"deploy (real master, 1 worker): {time.monotonic() - begin:.1f} s", flush=True)
+        heat = heat_client.Client("1", session=control.session(config))
+        before = {o["output_key"]: o["output_value"]
+                  for o in heat.stacks.get("bench-grid").outputs}
+        existing = set(before["worker_server_ids"].values())
         begin = time.monotonic()
         assert heatgen(["scale", str(site), "--workers", str(args.workers)]) == 0
         print(f"scale 1 -> {args.workers}: {time.monotonic() - begin:.1f} s", flush=True)
-        heat = heat_client.Client("1", session=control.session(config))
         outputs = {o["output_key"]: o["output_value"]
                    for o in heat.stacks.get("bench-grid").outputs}
         hosts = network.hosts_of(config)
         master = str(outputs["master_id"])
         workers = [str(s) for s in outputs["worker_server_ids"].values()]
+        new = [server for server in workers if server not in existing]
         joined: dict[str, float] = {}
         deadline = time.monotonic() + 300
-        while len(joined) < len(workers) and time.monotonic() < deadline:
+        while len(joined) < len(new) and time.monotonic() < deadline:
             listed = hosts.run(master, ["condor_status", "-af", "HeatGenServerId"]).stdout
             now = time.time()
-            for server in workers:
+            for server in new:
                 if server not in joined and server in listed:
                     joined[server] = now
             time.sleep(0.5)
         delays = []
-        for server in workers:
+        for server in new:
             record = json.loads((hosts.directory / server / "host.json").read_text())
             if server in joined:
                 delays.append(joined[server] - float(record["started_at"]))
         if delays:
-            print(f"join (host start -> listed by the collector), {len(delays)} workers: "
+            print(f"join (host start -> listed by the collector), {len(delays)} new workers: "
                   f"median {statistics.median(delays):.1f} s, max {max(delays):.1f} s "
                   f"(polled every 0.5 s)")
-        missing = len(workers) - len(delays)
+        missing = len(new) - len(delays)
         if missing:
             print(f"  {missing} workers had not joined after 300 s")
         time.sleep(args.settle)

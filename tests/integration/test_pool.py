@@ -161,6 +161,19 @@ def test_workers_join_and_a_host_without_the_token_is_refused(
     assert "intruder" not in listed
 
 
+def test_the_bindings_read_the_pool_from_the_machine_running_the_sandbox(
+    pool_sandbox: Sandbox, cli: Any, grid: Path
+) -> None:
+    pytest.importorskip("htcondor2", reason="needs the htcondor bindings (test extra)")
+    code, out, err = cli("pool", str(grid), "--pool", "bindings", "--format", "json")
+    assert code == 0, err
+    over_bindings = json.loads(out)
+    over_ssh = _pool(cli, grid)
+    assert [(m["server_id"], m["in_pool"]) for m in over_bindings["members"]] == [
+        (m["server_id"], m["in_pool"]) for m in over_ssh["members"]]
+    assert all(m["in_pool"] for m in over_bindings["members"])
+
+
 def test_busy_workers_survive_scale_in_and_drain_lets_their_jobs_finish(
     pool_sandbox: Sandbox, cli: Any, grid: Path
 ) -> None:

@@ -799,3 +799,18 @@ def test_ssh_pool_forgets_removed_machines_at_the_collector() -> None:
     assert "condor_advertise INVALIDATE_STARTD_ADS -" in script
     assert "condor_advertise INVALIDATE_MASTER_ADS -" in script
     assert "Machine == \"w1\"" in script and "w2" not in script
+
+
+def test_importing_the_bindings_leaves_the_environment_as_it_was() -> None:
+    """``import htcondor2`` sets CONDOR_CONFIG=/dev/null when HTCondor is not installed; left
+    in os.environ, every condor tool started later (on a sandbox host too) reads no config."""
+    pytest.importorskip("htcondor2", reason="needs the htcondor bindings (test extra)")
+    probe = ("import os; from heatgen.pool.bindings import _import_bindings; "
+             "_import_bindings(); print(os.environ.get('CONDOR_CONFIG', 'unset'))")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "CONDOR_CONFIG"}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env=env, check=True)
+    assert done.stdout.strip() == "unset"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env={**env, "CONDOR_CONFIG": "/etc/condor/condor_config"}, check=True)
+    assert done.stdout.strip() == "/etc/condor/condor_config"

@@ -182,3 +182,29 @@ def test_a_pool_sandbox_refuses_sites_its_hosts_cannot_boot(tmp_path: Path) -> N
     assert "set master.os and workers.os to debian13" in str(refused.value)
     check_site_boots(load_site(EXAMPLES / "debian13.yaml"), pool)
     check_site_boots(load_site(EXAMPLES / "thesis.yaml"), SandboxConfig(state_dir=tmp_path))
+
+
+def test_commands_on_a_host_get_a_hosts_environment_not_the_callers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from heatgen.sandbox.pool import hosts as hosts_module
+
+    seen: dict[str, Any] = {}
+
+    def fake_run(argv: list[str], **kwargs: Any) -> Any:
+        seen.update(argv=argv, env=kwargs.get("env"))
+        return SimpleNamespace(returncode=0, stdout="", stderr="")
+
+    monkeypatch.setenv("OS_PASSWORD", "caller-secret")
+    monkeypatch.setenv("CONDOR_CONFIG", "/dev/null")
+    monkeypatch.setattr(hosts_module.subprocess, "run", fake_run)
+    network = Network.from_dict({"bridge": "hgbt", "private": "10.77.9.0/24",
+                                 "floating": "10.78.9.0/24"})
+    hosts = hosts_module.Hosts(tmp_path, network, tmp_path)
+    monkeypatch.setattr(hosts, "init_pid", lambda server_id: 4242)
+    for tty in (False, True):
+        hosts.run("server-1", ["condor_status"], tty=tty)
+        assert seen["argv"][:3] == ["nsenter", "-t", "4242"]
+        env = seen["env"]
+        assert env is not None and env["HOME"] == "/root" and "/usr/sbin" in env["PATH"]
+        assert "OS_PASSWORD" not in env and "CONDOR_CONFIG" not in env

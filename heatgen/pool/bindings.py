@@ -78,8 +78,7 @@ class BindingsPool:
     def _session(self) -> Iterator[tuple[Any, Any, Any]]:
         """(htcondor2, classad2, collector) with the token configured, errors as CloudError."""
         try:
-            classad2 = importlib.import_module("classad2")
-            htcondor2 = importlib.import_module("htcondor2")
+            classad2, htcondor2 = _import_bindings()
         except ImportError as error:
             raise CloudError(
                 "the htcondor Python bindings are not installed (pip install htcondor)"
@@ -169,6 +168,20 @@ class BindingsPool:
             raise CloudError(f"the pool at {self.collector_host} does not list {machine.name}")
         return htcondor2.Startd(located[0])
 
+
+
+def _import_bindings() -> tuple[Any, Any]:
+    """Import ``classad2`` and ``htcondor2`` leaving ``os.environ`` as it was: importing
+    ``htcondor2`` without HTCondor installed sets ``CONDOR_CONFIG=/dev/null``, which every
+    process started afterwards (condor tools on a sandbox host among them) would inherit."""
+    saved = os.environ.get("CONDOR_CONFIG")
+    try:
+        return importlib.import_module("classad2"), importlib.import_module("htcondor2")
+    finally:
+        if saved is None:
+            os.environ.pop("CONDOR_CONFIG", None)
+        else:
+            os.environ["CONDOR_CONFIG"] = saved
 
 @contextlib.contextmanager
 def _token_directory(htcondor2: Any, token: str) -> Iterator[None]:

@@ -418,10 +418,19 @@ class Hosts:
         if init is None:
             raise SandboxError(f"sandbox host {server_id} is not running")
         argv = ["nsenter", "-t", str(init), "-a", "-r", "-w", *command]
+        env = host_environment(os.environ.get("TERM", "dumb") if tty else "dumb")
         if tty:
-            return subprocess.run(argv, check=False, text=True)
+            return subprocess.run(argv, check=False, text=True, env=env)
         return subprocess.run(argv, input=input_text, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+                              timeout=timeout, check=False, env=env)
+
+
+def host_environment(term: str) -> dict[str, str]:
+    """The environment of a root login on a host: nothing of the caller's (its OpenStack
+    credentials, its ``CONDOR_CONFIG``) reaches a host, as nothing would reach a cloud's VM."""
+    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root", "USER": "root", "LOGNAME": "root", "SHELL": "/bin/bash",
+            "LANG": "C.UTF-8", "TERM": term}
 
 
 def _namespace_rss(init: int) -> int | None:

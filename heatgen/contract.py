@@ -15,6 +15,11 @@ from typing import Any
 WORKER_GROUP = "workers"  # the OS::Heat::AutoScalingGroup
 WAIT_HANDLE = "master_wait_handle"
 WAIT_CONDITION = "master_wait"
+# The master hands the execute nodes' token to Heat here; the group's members take it from the
+# wait condition's data. Its data is a secret: never an output, never shown.
+TOKEN_HANDLE = "worker_token_handle"
+TOKEN_WAIT = "worker_token_wait"
+TOKEN_SIGNAL_ID = "worker_token"
 # Replacing any of these breaks the running pool: a plan that does needs --yes.
 PROTECTED_RESOURCES = frozenset({"master", "master_port", "master_floating_ip", "pool_secret"})
 

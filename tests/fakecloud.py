@@ -229,7 +229,7 @@ class FakeCloud:
 
     def resource_attribute(self, stack_id: str, resource: str, attribute: str) -> Any:
         self.calls.append(("resource_attribute", (resource, attribute)))
-        return {"endpoint": "http://heat/signal", "token": "tok-123"}.get(attribute)
+        return {"endpoint": f"http://heat/{resource}/signal", "token": "tok-123"}.get(attribute)
 
     def mark_unhealthy(self, stack_id: str, resource: str, unhealthy: bool, reason: str) -> None:
         self.calls.append(("mark_unhealthy", (resource, unhealthy, reason)))

@@ -110,11 +110,17 @@ def test_sandbox_master_signal_is_sent_once_with_the_boot_script_json() -> None:
     report = Recorder()
     options = DeployOptions(extra_environments=hooks.environments(cloud))
     deploy(cloud, GRID, options, report, clock=FakeClock(), watcher=hooks.master(cloud, report))
-    assert cloud.signals == [("http://heat/signal", "tok-123", {
+    # Both of the master's signals: the execute nodes' token (a random stand-in), then ready.
+    (token_url, _, token_body), ready = cloud.signals
+    assert token_url == "http://heat/worker_token_handle/signal"
+    assert token_body["id"] == "worker_token" and token_body["status"] == "SUCCESS"
+    assert len(token_body["data"]) >= 32 and "stand-in" in token_body["reason"]
+    assert ready == ("http://heat/master_wait_handle/signal", "tok-123", {
         "status": "SUCCESS", "id": "master",
         "reason": "central manager ready (signalled by the heatgen sandbox)", "data": "sandbox",
-    })]
+    })
     assert any("heatgen sent the master's ready signal" in n for n in report.notes)
+    assert not any(token_body["data"] in n for n in report.notes)
     created = next(f for name, f in cloud.calls if name == "create_stack")
     assert created["environment_files"] == ["grid-env.yaml", "sandbox.yaml"]
 
@@ -555,5 +561,31 @@ def test_sandbox_deploy_without_waiting_still_sends_the_masters_signal() -> None
     result = deploy(cloud, GRID, DeployOptions(wait=False), report, clock=FakeClock(),
                     watcher=watcher)
     assert result.action == "started"
-    assert watcher.done and len(cloud.signals) == 1
+    assert watcher.done and len(cloud.signals) == 2
     assert result.stack is not None and result.stack.status == "CREATE_IN_PROGRESS"
+
+
+def test_a_grid_whose_workers_hold_the_signing_key_is_not_updated_to_worker_tokens() -> None:
+    """Its master ran its payload long ago and will never hand Heat the workers' token: the
+    update would hang on worker_token_wait. heatgen refuses before changing anything."""
+    cloud = FakeCloud()
+    deployed = stackfields.definition(GRID, parameters={"worker_desired": 2})
+    resources = dict(deployed.template["resources"])
+    for name in ("worker_token_wait", "worker_token_handle"):
+        del resources[name]
+    old = Definition({**deployed.template, "resources": resources}, deployed.parameters,
+                     deployed.files, deployed.registry)
+    stack = cloud.add_stack("bergen-grid", **deployed.parameters)
+    stack.outputs = {"worker_count": 2}
+    stack.definition = old
+    for options in (DeployOptions(dry_run=True), DeployOptions(yes=True)):
+        with pytest.raises(UsageError) as caught:
+            deploy(cloud, GRID, options, Recorder(), clock=FakeClock())
+        message = str(caught.value)
+        assert "workers all hold the pool signing key" in message
+        assert "Nothing was changed" in message and "heatgen delete" in message
+    assert "update_stack" not in cloud.names()
+    # A grid that has the token wait deploys as before.
+    stack.definition = deployed
+    assert deploy(cloud, GRID, DeployOptions(), Recorder(), clock=FakeClock()).action in (
+        "updated", "unchanged")

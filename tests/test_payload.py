@@ -43,17 +43,23 @@ from .conftest import example_paths
 
 SECRET = "Zq8rT2mW9xLk4Pv7Nc3Hb6Jd1Fg5Sa0YeUoRiTyWpQaSdFgH"
 WC_TOKEN = "gAAAAABtest-keystone-token-0123456789"
+# What the condor_token_create stub prints: for the execute nodes, and for the master itself.
+WORKER_TOKEN = "eyJhbGciOiJIUzI1NiIsImtpZCI6IlBPT0wifQ.worker-stub.token"
+MASTER_TOKEN = "eyJhbGciOiJIUzI1NiIsImtpZCI6IlBPT0wifQ.master-stub.token"
 MASTER_IP = "10.20.30.40"
 POOL_NAME = "testpool"
 SERVER_ID = "3f1c2a9e-5b7d-4e21-9a0c-8d6f4b2e1c77"
 CONDOR_VERSION = "24.0.3"  # what the condor_version stub prints for channel 24.0
 
-MARKERS = (
+MASTER_MARKERS = (
     "__HEATGEN_WC_NOTIFY__",
+    "__HEATGEN_WT_NOTIFY__",
     "__HEATGEN_POOL_SECRET__",
     "__HEATGEN_POOL_NAME__",
     "__HEATGEN_MASTER_IP__",
 )
+WORKER_MARKERS = ("__HEATGEN_WORKER_TOKEN__", "__HEATGEN_MASTER_IP__")
+MARKERS = (*MASTER_MARKERS, "__HEATGEN_WORKER_TOKEN__")
 SECURITY_LEVELS = (
     "DEFAULT",
     "CLIENT",
@@ -109,10 +115,20 @@ def _notify(url: str) -> str:
     )
 
 
-def _heat_substitute(text: str, notify: str = "") -> str:
+def _token_url(url: str) -> str:
+    """The worker token handle's URL beside the master handle's ``url``."""
+    return url.replace("master_wait_handle", "worker_token_handle")
+
+
+def _heat_substitute(text: str, notify: str = "", token_notify: str = "",
+                     worker_data: str | None = None) -> str:
     """Replace the markers the way Heat's str_replace does at boot."""
     values = {
         "__HEATGEN_WC_NOTIFY__": notify or _notify("http://127.0.0.1:9/signal"),
+        "__HEATGEN_WT_NOTIFY__": token_notify or notify or _notify("http://127.0.0.1:9/signal"),
+        # The worker_token_wait's data attribute: Heat's JSON of {signal id: data}.
+        "__HEATGEN_WORKER_TOKEN__": json.dumps({"worker_token": WORKER_TOKEN})
+        if worker_data is None else worker_data,
         "__HEATGEN_POOL_SECRET__": SECRET,
         "__HEATGEN_POOL_NAME__": POOL_NAME,
         "__HEATGEN_MASTER_IP__": MASTER_IP,
@@ -194,20 +210,31 @@ def test_scripts_never_trace_and_are_root_only(case: tuple[Path, str]) -> None:
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_rendered_files_hold_only_the_secret_marker(example: Path) -> None:
     files = _rendered(example)
+    # The signing key reaches only the master's payload; the workers get the master's token.
+    homes = {MASTER_BOOT: ("__HEATGEN_POOL_SECRET__", "/etc/heatgen/pool-secret"),
+             WORKER_BOOT: ("__HEATGEN_WORKER_TOKEN__", "/etc/heatgen/worker-token")}
     for name, text in files.items():
-        assert SECRET not in text
+        assert SECRET not in text and WORKER_TOKEN not in text
         if name in CLOUD_CONFIGS:
-            assert text.count("__HEATGEN_POOL_SECRET__") == 1, name
-            secret = _entry(text, "/etc/heatgen/pool-secret")
-            assert secret["content"] == "__HEATGEN_POOL_SECRET__\n"
+            marker, path = homes[name]
+            assert text.count(marker) == 1, name
+            secret = _entry(text, path)
+            assert secret["content"] == marker + "\n"
             assert secret["owner"] == "root:root"
             assert secret["permissions"] == "0600"
             for entry in _write_files(text):
-                if entry["path"] != "/etc/heatgen/pool-secret":
-                    assert "__HEATGEN_POOL_SECRET__" not in entry["content"], entry["path"]
+                if entry["path"] != path:
+                    assert marker not in entry["content"], entry["path"]
+    assert "POOL_SECRET" not in files[WORKER_BOOT] and "pool_secret" not in files["worker.yaml"]
+    assert "passwords.d" not in files[WORKER_BOOT]
     main = parse_yaml(files["grid.yaml"], "grid.yaml")
     outputs = json.dumps(main["outputs"])
-    assert "pool_secret" not in outputs
+    assert "pool_secret" not in outputs and "worker_token" not in outputs
+    member = main["resources"]["workers"]["properties"]["resource"]["properties"]
+    assert member["worker_token"] == {"get_attr": ["worker_token_wait", "data"]}
+    assert "pool_secret" not in json.dumps(main["resources"]["workers"])
+    worker_params = parse_yaml(files["worker.yaml"], "worker.yaml")["parameters"]
+    assert worker_params["worker_token"]["hidden"] is True
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
@@ -223,8 +250,8 @@ def test_heat_markers_are_fed_by_the_templates(example: Path) -> None:
     used_worker = {m for m in MARKERS if m in files[WORKER_BOOT]}
     assert used_master <= set(master_params)
     assert used_worker <= set(worker_params)
-    assert used_master == set(MARKERS)
-    assert used_worker == {"__HEATGEN_POOL_SECRET__", "__HEATGEN_MASTER_IP__"}
+    assert used_master == set(MASTER_MARKERS)
+    assert used_worker == set(WORKER_MARKERS)
     leftover = re.findall(r"__HEATGEN_[A-Z_]+__", files[MASTER_BOOT] + files[WORKER_BOOT])
     assert set(leftover) <= set(MARKERS)
 
@@ -332,7 +359,12 @@ STUB_BODIES = {
         "done"
     ),
     "condor_store_cred": 'cat >"$HEATGEN_ROOT/etc/condor/passwords.d/POOL"',
-    "condor_token_create": 'printf "%s\\n" "eyJhbGciOiJIUzI1NiIsImtpZCI6IlBPT0wifQ.stub.token"',
+    "condor_token_create": (
+        'case " $* " in\n'
+        f'  *" -identity heatgen-worker@"*) printf "%s\\n" "{WORKER_TOKEN}" ;;\n'
+        f'  *) printf "%s\\n" "{MASTER_TOKEN}" ;;\n'
+        "esac"
+    ),
     "condor_status": (
         'if [ -n "${STUB_STATUS_EMPTY:-}" ]; then exit 0; fi\n'
         'case " $* " in\n'
@@ -441,8 +473,10 @@ def _run_setup(
     notify: str = "",
     env: dict[str, str] | None = None,
     instance_id: str | None = SERVER_ID,
+    token_notify: str = "",
+    worker_data: str | None = None,
 ) -> Run:
-    booted = _heat_substitute(text, notify)
+    booted = _heat_substitute(text, notify, token_notify, worker_data)
     root = base / "root"
     root.mkdir()
     _unpack(booted, root)
@@ -472,7 +506,8 @@ def _run_setup(
 
 MASTER_SCRIPT = "/usr/local/sbin/heatgen-master-setup"
 GUARD_SCRIPT = "/usr/local/sbin/heatgen-metadata-guard"
-SECRET_HOMES = ("etc/heatgen/pool-secret", "etc/condor/passwords.d/POOL")
+SECRET_HOMES = ("etc/heatgen/pool-secret", "etc/condor/passwords.d/POOL",
+                "etc/condor/tokens.d/heatgen-worker", "etc/condor/tokens.d/heatgen-condor")
 WORKER_SCRIPT = "/usr/local/sbin/heatgen-worker-setup"
 
 
@@ -485,10 +520,18 @@ def test_master_signals_success_with_its_address_and_version(
     example: Path, tmp_path: Path, handle: Recorder
 ) -> None:
     text = _cloud_config(example, MASTER_BOOT)
-    run = _run_setup(text, MASTER_SCRIPT, tmp_path, _notify(handle.url))
+    run = _run_setup(text, MASTER_SCRIPT, tmp_path, _notify(handle.url),
+                     token_notify=_notify(_token_url(handle.url)))
     assert run.returncode == 0, run.stdout + run.stderr
-    assert len(handle.requests) == 1
-    request = handle.requests[0]
+    assert len(handle.requests) == 2
+    # First the execute nodes' token to its own handle (the workers wait for it), then ready.
+    given, request = handle.requests
+    assert given["path"].endswith("/resources/worker_token_handle/signal")
+    assert given["headers"]["X-Auth-Token"] == WC_TOKEN
+    assert json.loads(given["body"]) == {"status": "SUCCESS", "id": "worker_token",
+                                         "reason": "execute-node token issued",
+                                         "data": WORKER_TOKEN}
+    assert request["path"].endswith("/resources/master_wait_handle/signal")
     assert request["headers"]["X-Auth-Token"] == WC_TOKEN
     assert request["headers"]["Content-Type"] == "application/json"
     body = json.loads(request["body"])
@@ -504,6 +547,8 @@ def test_master_signals_success_with_its_address_and_version(
     assert token.stat().st_mode & 0o077 == 0
     calls = run.calls()
     assert f"condor_token_create -identity condor@{MASTER_IP}" in calls
+    assert (f"condor_token_create -identity heatgen-worker@{MASTER_IP} -authz ADVERTISE_STARTD "
+            "-authz ADVERTISE_MASTER -authz READ") in calls
     assert "systemctl restart condor" in calls
     assert "systemctl enable --now heatgen-metadata-guard.service" in calls
     assert calls.index("systemctl enable --now heatgen-metadata-guard.service") < calls.index(
@@ -511,10 +556,25 @@ def test_master_signals_success_with_its_address_and_version(
     )
     # Neither the secret nor the Heat token shows up anywhere but where they belong.
     written = run.everything_written()
-    assert SECRET not in written
-    assert SECRET not in request["body"]
+    assert SECRET not in written and WORKER_TOKEN not in written
+    assert SECRET not in request["body"] + given["body"]
+    assert WORKER_TOKEN not in request["body"]
     stdout_and_logs = run.stdout + run.stderr + (run.root / "var/log/heatgen/boot.log").read_text()
     assert WC_TOKEN not in stdout_and_logs
+    # The token travels on curl's stdin, never on a command line.
+    assert not any(WORKER_TOKEN in c for c in calls)
+
+
+def test_master_fails_when_heat_refuses_the_workers_token(tmp_path: Path, handle: Recorder
+                                                          ) -> None:
+    run = _run_setup(_cloud_config(_example("minimal"), MASTER_BOOT), MASTER_SCRIPT, tmp_path,
+                     _notify(handle.url),
+                     token_notify=_notify("http://127.0.0.1:9/unreachable") + " --retry-max-time 1")
+    assert run.returncode != 0
+    [body] = handle.bodies()
+    assert body["status"] == "FAILURE"
+    assert body["reason"].startswith("master: issuing the execute nodes' token")
+    assert WORKER_TOKEN not in run.stdout + run.stderr + json.dumps(body)
 
 
 @pytest.mark.parametrize(
@@ -581,12 +641,14 @@ def test_master_without_heat_values_fails_fast(tmp_path: Path, handle: Recorder)
     assert not any(c.startswith("dnf") for c in run.calls())
 
 
-def test_master_reports_a_failed_success_signal_as_exit_status(tmp_path: Path) -> None:
+def test_master_reports_a_failed_success_signal_as_exit_status(tmp_path: Path, handle: Recorder
+                                                               ) -> None:
     run = _run_setup(
         _cloud_config(_example("minimal"), MASTER_BOOT),
         MASTER_SCRIPT,
         tmp_path,
         _notify("http://127.0.0.1:9/unreachable") + " --retry-max-time 1",
+        token_notify=_notify(_token_url(handle.url)),
     )
     assert run.returncode != 0
     assert "signalling SUCCESS to Heat" in run.stdout
@@ -601,14 +663,33 @@ def test_worker_joins_with_its_server_id(example: Path, tmp_path: Path) -> None:
     text = server_conf.read_text(encoding="utf-8")
     assert f'HeatGenServerId = "{SERVER_ID}"' in text
     assert "STARTD_ATTRS = $(STARTD_ATTRS) HeatGenServerId" in text
-    assert (run.root / "etc/condor/passwords.d/POOL").read_text(encoding="utf-8") == SECRET
-    assert not (run.root / "etc/heatgen/pool-secret").exists()
+    # No signing key here: the worker stores the master's token and mints none of its own.
+    assert not (run.root / "etc/condor/passwords.d").exists()
+    token = run.root / "etc/condor/tokens.d/heatgen-worker"
+    assert token.read_text(encoding="utf-8") == WORKER_TOKEN + "\n"
+    assert token.stat().st_mode & 0o077 == 0
+    assert not (run.root / "etc/heatgen/worker-token").exists()
     calls = run.calls()
-    assert f"condor_token_create -identity condor@{MASTER_IP}" in calls
+    assert not any(c.startswith(("condor_token_create", "condor_store_cred")) for c in calls)
     assert any(
         f'HeatGenServerId == "{SERVER_ID}"' in c for c in calls if c.startswith("condor_status")
     )
-    assert SECRET not in run.everything_written()
+    assert calls.index("systemctl restart condor") > 0
+    written = run.everything_written()
+    assert SECRET not in written and WORKER_TOKEN not in written
+    assert not any(WORKER_TOKEN in c for c in calls)
+
+
+@pytest.mark.parametrize("data", ["", "{}", '{"master": "private_ip=10.0.0.1"}',
+                                  '{"worker_token": "not a token; rm -rf /"}'])
+def test_worker_without_the_masters_token_fails_before_starting_htcondor(
+    data: str, tmp_path: Path
+) -> None:
+    run = _run_setup(_cloud_config(_example("minimal"), WORKER_BOOT), WORKER_SCRIPT, tmp_path,
+                     worker_data=data)
+    assert run.returncode != 0
+    assert "worker setup failed: storing the execute-node token failed" in run.stderr
+    assert "systemctl restart condor" not in run.calls()
 
 
 def test_worker_asks_the_metadata_service_without_a_cloud_init_id(tmp_path: Path) -> None:
@@ -738,12 +819,27 @@ def _check_security(params: dict[str, str | None], root: Path) -> None:
     assert params["TRUST_DOMAIN"] == MASTER_IP
     assert (params["USE_SHARED_PORT"] or "").lower() == "true"
     assert params["SHARED_PORT_PORT"] == "9618"
-    # The key condor_store_cred -c stores is the IDTOKENS signing key, and the setup script
-    # wrote its token where the daemons look.
-    assert params["SEC_TOKEN_POOL_SIGNING_KEY_FILE"] == params["SEC_PASSWORD_FILE"]
-    assert params["SEC_PASSWORD_FILE"] == str(root / "etc/condor/passwords.d/POOL")
+    # Every read is authenticated too (the metaknob leaves READ OPTIONAL).
+    assert (params["SEC_READ_AUTHENTICATION"] or "").upper() == "REQUIRED"
     assert params["SEC_TOKEN_SYSTEM_DIRECTORY"] == str(root / "etc/condor/tokens.d")
-    assert (root / "etc/condor/tokens.d/heatgen-condor").is_file()
+    if "COLLECTOR" in (params["DAEMON_LIST"] or ""):
+        # The key condor_store_cred -c stores is the IDTOKENS signing key, and the setup
+        # script wrote its own token where the daemons look.
+        assert params["SEC_TOKEN_POOL_SIGNING_KEY_FILE"] == params["SEC_PASSWORD_FILE"]
+        assert params["SEC_PASSWORD_FILE"] == str(root / "etc/condor/passwords.d/POOL")
+        assert (root / "etc/condor/passwords.d/POOL").is_file()
+        assert (root / "etc/condor/tokens.d/heatgen-condor").is_file()
+        # The execute nodes' identity may advertise a startd and a master, nothing else.
+        worker = f"heatgen-worker@{MASTER_IP}"
+        for level in ("ADVERTISE_STARTD", "ADVERTISE_MASTER"):
+            assert worker in (params[f"ALLOW_{level}"] or "").split(), level
+        for level in ("ADMINISTRATOR", "DAEMON", "NEGOTIATOR", "ADVERTISE_SCHEDD", "CONFIG"):
+            assert "heatgen-worker" not in (params[f"ALLOW_{level}"] or ""), level
+    else:
+        # An execute node holds the master's token and no signing key.
+        assert not (root / "etc/condor/passwords.d").exists()
+        assert (root / "etc/condor/tokens.d/heatgen-worker").is_file()
+        assert not (root / "etc/condor/tokens.d/heatgen-condor").exists()
 
 
 def _param_names() -> list[str]:
@@ -766,7 +862,11 @@ def _param_names() -> list[str]:
         "MAX_JOBS_RUNNING",
         "SECURITY_MODEL",
         "MAXJOBRETIREMENTTIME",
+        "SEC_READ_AUTHENTICATION",
     ]
+    names += [f"ALLOW_{level}" for level in ("ADVERTISE_STARTD", "ADVERTISE_MASTER",
+                                             "ADMINISTRATOR", "DAEMON", "NEGOTIATOR",
+                                             "ADVERTISE_SCHEDD", "CONFIG")]
     names += [f"SEC_DEFAULT_{k}" for k in ("AUTHENTICATION", "ENCRYPTION", "INTEGRITY")]
     names += [f"SEC_{level}_AUTHENTICATION_METHODS" for level in SECURITY_LEVELS]
     return names
@@ -1011,8 +1111,8 @@ def test_debian13_install_is_idempotent_and_needs_no_network_when_installed(
     prefix = "apt-get -q -y -o DPkg::Lock::Timeout=600 "
     assert apt == [prefix + call for call in apt_calls]
     assert "dpkg-query -W --showformat=${Status}\\n condor nftables curl" in run.calls()
-    assert handle.bodies()[0]["status"] == "SUCCESS"
-    assert "condor_version=23.9.3" in handle.bodies()[0]["data"]
+    assert handle.bodies()[-1]["status"] == "SUCCESS"
+    assert "condor_version=23.9.3" in handle.bodies()[-1]["data"]
 
 
 @pytest.mark.parametrize(

@@ -93,7 +93,14 @@ def test_thesis_master_port_floating_ip_and_wait_condition() -> None:
         "count": 1,
         "timeout": {"get_param": "wait_timeout"},
     }
-    assert res["workers"]["depends_on"] == "master_wait"
+    assert params["__HEATGEN_WT_NOTIFY__"] == {"get_attr": ["worker_token_handle", "curl_cli"]}
+    assert res["worker_token_wait"]["properties"] == {
+        "handle": {"get_resource": "worker_token_handle"},
+        "count": 1,
+        "timeout": {"get_param": "wait_timeout"},
+    }
+    # Workers start once the master is ready and has handed over their token.
+    assert res["workers"]["depends_on"] == ["master_wait", "worker_token_wait"]
 
 
 def test_security_groups_open_ssh_from_cidr_and_condor_only_inside_the_pool() -> None:
@@ -135,7 +142,8 @@ def test_workers_are_tagged_with_the_parent_stack_and_have_no_public_address() -
     assert {r["type"] for r in worker["resources"].values()} == {
         "OS::Neutron::Port", "OS::Nova::Server"
     }
-    assert worker["parameters"]["pool_secret"]["hidden"] is True
+    assert worker["parameters"]["worker_token"]["hidden"] is True
+    assert "pool_secret" not in worker["parameters"]
     assert server["user_data"]["str_replace"]["params"]["__HEATGEN_MASTER_IP__"] == {
         "get_param": "master_ip"
     }
@@ -266,7 +274,7 @@ def test_override_with_dangling_reference_is_a_render_error(tmp_path: Path) -> N
     override.mkdir()
     source = (REPO / "templates" / "grid.yaml.j2").read_text()
     (override / "grid.yaml.j2").write_text(
-        source.replace("depends_on: master_wait", "depends_on: master_wiat")
+        source.replace("depends_on: [master_wait,", "depends_on: [master_wiat,")
         .replace("{get_param: worker_flavor}", "{get_param: worker_flavour}")
     )
     with pytest.raises(RenderError) as caught:

@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from heatgen.cloud.interface import Cloud, Event, Stack
+from heatgen.cloud.interface import Cloud, Definition, Event, Stack
 from heatgen.config import Site
-from heatgen.contract import WAIT_CONDITION, GridOutputs, as_int
+from heatgen.contract import TOKEN_WAIT, WAIT_CONDITION, GridOutputs, as_int
 from heatgen.errors import UsageError
 from heatgen.ops import fields as stackfields
 from heatgen.ops import writes
@@ -139,7 +139,8 @@ def deploy(
     files = dict(options.extra_files)
     fields = stackfields.create_fields(grid, extra_environments=extra, extra_files=files)
     stall = Stall(
-        options.stall_timeout, {WAIT_CONDITION: float(site.wait_timeout + WAIT_GRACE)},
+        options.stall_timeout, dict.fromkeys((WAIT_CONDITION, TOKEN_WAIT),
+                                             float(site.wait_timeout + WAIT_GRACE)),
         resume=f"run `heatgen deploy {label} --resume`",
     )
     hint = f"run `heatgen status {label}` to look, or `heatgen deploy {label}` again to wait"
@@ -185,6 +186,7 @@ def deploy(
     previewed = cloud.preview_update(existing.id, update, patch=False)
     current = GridOutputs.of(existing.outputs).worker_count
     plan = reconciled_plan(previewed, deployed, wanted, current)
+    _refuse_signing_key_grid(deployed, wanted, site.site, label)
     if options.dry_run:
         return DeployResult("planned", existing, plan=plan, elapsed=clock.now() - started,
                             parameters_sent=override)
@@ -224,6 +226,27 @@ def deploy(
     final = wait(existing.id, "UPDATE", marker)
     return DeployResult("updated", final, plan=plan, elapsed=clock.now() - started,
                         parameters_sent=override)
+
+
+def _refuse_signing_key_grid(deployed: Definition, wanted: Definition, name: str,
+                             label: str) -> None:
+    """A grid deployed before the master issued the workers' token cannot be updated to it.
+
+    Its master runs its boot payload once: it would never hand Heat the token, and the update
+    would wait for it until it failed. Nothing is changed; the way over is a new grid."""
+    def has_token_wait(definition: Definition) -> bool:
+        resources = definition.template.get("resources")
+        return isinstance(resources, dict) and TOKEN_WAIT in resources
+
+    if deployed.template and has_token_wait(wanted) and not has_token_wait(deployed):
+        raise UsageError(
+            f"stack {name} was deployed by an earlier heatgen, whose workers all hold the pool "
+            "signing key; this heatgen gives workers a token the master issues at its first "
+            "boot, which its running master will never do, so the update would wait for it "
+            f"and fail. Nothing was changed. To move the grid over: drain it (`heatgen scale "
+            f"{label} --workers 0 --min 0 --drain`), then `heatgen delete {label} --yes` and "
+            f"`heatgen deploy {label}` (a new central manager and a new pool key)"
+        )
 
 
 def _check_group(

@@ -98,8 +98,12 @@ class BindingsPool:
                     collector = htcondor2.Collector(self.collector_host)
                 yield htcondor2, classad2, collector
             except htcondor2.HTCondorException as error:
+                hint = "" if token else (
+                    "; heatgen's pools authenticate every read: pass --pool-token FILE, a token "
+                    "made on the master with `condor_token_create -identity "
+                    "heatgen-reader@<master private ip> -authz READ` (README: pool security)")
                 raise CloudError(
-                    f"the HTCondor collector at {self.collector_host} failed: {error}"
+                    f"the HTCondor collector at {self.collector_host} failed: {error}{hint}"
                 ) from error
 
     def machines(self) -> list[Machine]:
@@ -122,8 +126,9 @@ class BindingsPool:
                     raise CloudError(
                         f"the startd of {machine.name} refused to drain: {error}; the likely "
                         "cause is an HTCondor token that allows READ only, or no token: "
-                        "draining needs ADMINISTRATOR on the startds (a pool token without "
-                        "-authz limits)"
+                        "draining needs ADMINISTRATOR on the startds. The execute nodes of a "
+                        "heatgen pool hold no signing key and cannot check any token, so "
+                        "drain them with --pool ssh (condor_drain on the central manager)"
                     ) from error
                 if isinstance(request, str) and request:
                     self._drain_requests[machine.name] = request
@@ -157,17 +162,20 @@ class BindingsPool:
                     collector.advertise([ad], kind)
 
     def _startd(self, htcondor2: Any, classad2: Any, collector: Any, machine: Machine) -> Any:
-        """The ``htcondor2.Startd`` of ``machine``, located by the address in its slot ads."""
+        """The ``htcondor2.Startd`` of ``machine``, located by the address in its slot ads.
+
+        An execute node of a heatgen pool has no signing key, so it cannot check a token: an
+        administrator reaches its startd through the ``RemoteAdminCapability`` its ads carry,
+        which the collector hands only to clients it authorizes at ADMINISTRATOR."""
         ads = collector.query(
             htcondor2.AdTypes.Startd,
             constraint=f"Machine == {classad2.quote(machine.name)}",
-            projection=["Machine", "MyAddress", "Name"],
+            projection=["Machine", "MyAddress", "Name", "RemoteAdminCapability"],
         )
         located = [ad for ad in ads if "MyAddress" in ad]
         if not located:
             raise CloudError(f"the pool at {self.collector_host} does not list {machine.name}")
         return htcondor2.Startd(located[0])
-
 
 
 def _import_bindings() -> tuple[Any, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from heatgen.errors import StackFailed, WaitTimeout
-from heatgen.sandbox.master import signal_master
+from heatgen.sandbox.master import signal_grid
 
 
 def wait_for_stack(
@@ -94,7 +94,7 @@ def run_cycle(
             timeout_mins=max(1, int(timeout // 60)),
         )
         stack_id = created["stack"]["id"]
-        signal_master(heat, stack_id, session=session, data=master_data, timeout=timeout)
+        signal_grid(heat, stack_id, session=session, data=master_data, timeout=timeout)
         stack = wait_for_stack(heat, stack_id, "CREATE", timeout=timeout)
         result.create_s = time.monotonic() - started
         result.outputs_after_create = outputs(stack)

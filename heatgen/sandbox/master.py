@@ -1,8 +1,9 @@
-"""Play the master VM's part: signal its wait condition as its boot script would.
+"""Play the master VM's part: signal its wait conditions as its boot script would.
 
-No VM boots in the sandbox, so nothing runs the master's ``curl_cli``. heatgen reads the
-``endpoint`` and ``token`` of the ``OS::Heat::WaitConditionHandle`` named
-``master_wait_handle`` while the stack is being created and POSTs the same request:
+No VM boots in the sandbox (without ``--pool``), so nothing runs the master's ``curl_cli``.
+heatgen reads the ``endpoint`` and ``token`` of the ``OS::Heat::WaitConditionHandle`` named
+``master_wait_handle`` (and of ``worker_token_handle``, which carries the execute nodes' token;
+here a random stand-in) while the stack is being created and POSTs the same request:
 ``X-Auth-Token: <token>``, JSON ``{"status": "SUCCESS", "id": ..., "reason": ...,
 "data": ...}``. :class:`SandboxMaster` does it from a deploy's wait (plugged in by the CLI);
 :func:`build_master_signal` is pure; :func:`send_signal` does the POST for raw heatclient users
@@ -12,6 +13,7 @@ No VM boots in the sandbox, so nothing runs the master's ``curl_cli``. heatgen r
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -153,13 +155,16 @@ def signal_master(
     reason: str = "master configured (signalled by heatgen)",
     data: str = "",
     handle_name: str = MASTER_HANDLE,
+    signal_id: str = "master",
+    optional: bool = False,
     timeout: float = 300.0,
     poll: float = 0.5,
 ) -> SignalRequest | None:
     """Wait for the master's handle, then signal SUCCESS like the master's boot script.
 
     Takes a heatclient ``Client`` or a keystoneauth ``Session``. Returns the request sent,
-    or None if the stack is not being created (nothing to signal). Raises StackFailed if
+    or None if the stack is not being created (nothing to signal), or if it has no such
+    handle and ``optional`` is set. Raises StackFailed if
     the stack fails first, WaitTimeout if no ready handle appears before the deadline,
     CloudError if the signal is refused.
     """
@@ -179,13 +184,15 @@ def signal_master(
         if state != "CREATE_IN_PROGRESS":
             return None
         location = location or find_master_handle(heat, stack_id, handle_name)
+        if location is None and optional:
+            return None  # Heat lists every resource of a stack being created, made or not
         if location is not None:
             handle = heat.resources.get(location.stack_id, location.resource_name)
             attributes = getattr(handle, "attributes", {}) or {}
             endpoint, token = attributes.get("endpoint"), attributes.get("token")
             if handle.resource_status == "CREATE_COMPLETE" and endpoint and token:
                 request = build_master_signal(str(endpoint), str(token), reason=reason,
-                                              data=data)
+                                              data=data, signal_id=signal_id)
                 send_signal(request, session)
                 return request
         if time.monotonic() > deadline:
@@ -193,6 +200,24 @@ def signal_master(
                 f"no ready {handle_name} in stack {stack.stack_name} after {timeout:.0f} s"
             )
         time.sleep(poll)
+
+
+def signal_grid(
+    heat_or_session: Any,
+    stack_id: str,
+    *,
+    session: Session | None = None,
+    data: str = "",
+    timeout: float = 300.0,
+) -> SignalRequest | None:
+    """Both signals of a grid's master, as its boot script sends them: the execute nodes'
+    token (a random stand-in), then ready with ``data``. Returns the ready request."""
+    stand_in = sandbox_token_signal()
+    signal_master(heat_or_session, stack_id, session=session, handle_name=contract.TOKEN_HANDLE,
+                  signal_id=contract.TOKEN_SIGNAL_ID, optional=True, timeout=timeout,
+                  reason=stand_in["reason"], data=stand_in["data"])
+    return signal_master(heat_or_session, stack_id, session=session, data=data,
+                         timeout=timeout)
 
 
 class SandboxMaster:
@@ -207,38 +232,59 @@ class SandboxMaster:
         self.cloud = cloud
         self.report = report
         self.pending = False
-        self.signalled = False
+        self.sent: set[str] = set()  # handles signalled
+        self.handles: tuple[str, ...] = (contract.TOKEN_HANDLE, contract.WAIT_HANDLE)
 
     def __call__(self, stack_id: str, events: list[Event]) -> None:
         # Called on every poll: a signal that failed (transiently) is sent again on the next.
         if any(e.resource == contract.WAIT_CONDITION and e.status == "CREATE_IN_PROGRESS"
                for e in events):
             self.pending = True
-        if self.pending and not self.signalled:
+        if self.pending and not self.done:
             self.signal(stack_id)
 
     @property
+    def signalled(self) -> bool:
+        return contract.WAIT_HANDLE in self.sent
+
+    @property
     def done(self) -> bool:
-        return self.signalled
+        return all(handle in self.sent for handle in self.handles)
 
     def attach(self, stack_id: str) -> None:
         """For a create already under way: signal if the wait condition is waiting now."""
         status = {r.name: r.status for r in self.cloud.resources(stack_id, nested_depth=0)}
+        # A grid rendered before the execute nodes' token existed has no token handle.
+        self.handles = tuple(h for h in self.handles if h in status)
         if status.get(contract.WAIT_CONDITION) == "CREATE_IN_PROGRESS":
             self.pending = True
             self.signal(stack_id)
 
     def signal(self, stack_id: str) -> None:
-        endpoint = self.cloud.resource_attribute(stack_id, contract.WAIT_HANDLE, "endpoint")
-        token = self.cloud.resource_attribute(stack_id, contract.WAIT_HANDLE, "token")
-        if not endpoint or not token:
-            return
-        self.cloud.signal_wait_handle(endpoint, token, sandbox_ready_signal())
-        self.signalled = True
-        self.report.note(
-            "sandbox: no VM boots here, so heatgen sent the master's ready signal to the "
-            "wait condition itself (the same JSON the master's boot script sends)"
-        )
+        for handle in self.handles:
+            if handle in self.sent:
+                continue
+            endpoint = self.cloud.resource_attribute(stack_id, handle, "endpoint")
+            token = self.cloud.resource_attribute(stack_id, handle, "token")
+            if not endpoint or not token:
+                continue
+            if handle == contract.TOKEN_HANDLE:
+                body = signal_body(signal_id=contract.TOKEN_SIGNAL_ID, **sandbox_token_signal())
+            else:
+                body = sandbox_ready_signal()
+            self.cloud.signal_wait_handle(endpoint, token, body)
+            self.sent.add(handle)
+            if handle == contract.WAIT_HANDLE:
+                self.report.note(
+                    "sandbox: no VM boots here, so heatgen sent the master's ready signal to "
+                    "the wait condition itself (the same JSON the master's boot script sends)"
+                )
+
+
+def sandbox_token_signal() -> dict[str, str]:
+    """The stand-in for the execute nodes' token: random, and kept as secret as the real one."""
+    return {"reason": "execute-node token issued (a stand-in, from the heatgen sandbox)",
+            "data": secrets.token_urlsafe(32)}
 
 
 def sandbox_ready_signal() -> dict[str, str]:

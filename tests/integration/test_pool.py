@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -161,12 +162,120 @@ def test_workers_join_and_a_host_without_the_token_is_refused(
     assert "intruder" not in listed
 
 
-def test_the_bindings_read_the_pool_from_the_machine_running_the_sandbox(
+def _grep_tree(directory: Path, needle: str) -> list[str]:
+    done = subprocess.run(["grep", "-rlsaF", "--", needle, str(directory)],
+                          capture_output=True, text=True, check=False)
+    return done.stdout.splitlines()
+
+
+def test_the_signing_key_is_only_on_the_master(
+    pool_sandbox: Sandbox, cli: Any, grid: Path, tmp_path: Path
+) -> None:
+    secret = str(pool_sandbox.heat.resources.get(
+        "pool-grid", "pool_secret", with_attr=["value"]).attributes["value"])
+    assert len(secret) == 48
+    code, out, err = cli("render", str(grid), "-o", str(tmp_path / "rendered"))
+    assert code == 0, err
+    assert _grep_tree(tmp_path / "rendered", secret) == []
+    outputs = _outputs(pool_sandbox, "pool-grid")
+    hosts = _hosts(pool_sandbox)
+    workers = list(outputs["worker_server_ids"].values())
+    assert len(workers) == 3 and set(hosts.server_ids()) == {outputs["master_id"], *workers}
+    # Every file each host wrote (its overlay's upper layer; the lower one is the shared base).
+    holders = {server for server in hosts.server_ids()
+               if _grep_tree(hosts.directory / server / "upper", secret)}
+    assert holders == {outputs["master_id"]}
+    for worker in workers:
+        # As the worker itself sees its filesystem, and no key in its password directory.
+        seen = hosts.run(worker, ["sh", "-c", 'grep -rlsaF -- "$1" /etc /var /root /home /tmp '
+                                  '/run; ls -A /etc/condor/passwords.d', "-", secret])
+        assert seen.stdout == "", seen.stdout
+        listed = hosts.run(worker, ["condor_token_list"]).stdout
+        assert '"sub":"heatgen-worker@' in listed
+        assert "/etc/condor/tokens.d/heatgen-worker" in listed
+        assert "ADVERTISE_STARTD" in listed and "ADMINISTRATOR" not in listed
+
+
+def test_a_workers_token_lets_it_advertise_its_startd_and_nothing_more(
     pool_sandbox: Sandbox, cli: Any, grid: Path
 ) -> None:
+    """From a worker host, as root, with the token the master issued it: the commands a job
+    that took the host over would try, against the real daemons."""
+    outputs = _outputs(pool_sandbox, "pool-grid")
+    master_ip = outputs["master_private_ip"]
+    hosts = _hosts(pool_sandbox)
+    mine, other = list(outputs["worker_server_ids"].values())[:2]
+    slot_of = {m["server_id"]: m["slots"][0]["name"] for m in _pool(cli, grid)["members"]}
+
+    def on_worker(script: str, input_text: str | None = None) -> str:
+        done = hosts.run(mine, ["sh", "-c", script], input_text=input_text, timeout=90)
+        return done.stdout + done.stderr + f"\nrc={done.returncode}"
+
+    pool = f"-pool {master_ip}"
+    # The central manager's condor_master and schedd, by their addresses in the collector.
+    masters = on_worker(f"condor_status {pool} -master -af:, Machine MyAddress").splitlines()
+    master_host = hosts.state(outputs["master_id"]).name
+    [master] = [line.split(", ", 1)[1] for line in masters if line.startswith(master_host + ",")]
+    schedd = on_worker(f"condor_status {pool} -schedd -af MyAddress").splitlines()[0]
+    for kind, command in (("Scheduler", "UPDATE_SCHEDD_AD"), ("Negotiator", "UPDATE_NEGOTIATOR_AD"),
+                          ("Collector", "UPDATE_COLLECTOR_AD")):
+        ad = (f'MyType = "{kind}"\nName = "forged-{kind}"\nMachine = "forged"\n'
+              f'MyAddress = "<{master_ip}:9618>"\n')
+        said = on_worker("condor_advertise " + command + " -", input_text=ad)
+        assert "Sent 0 of 1" in said and "rc=0" not in said, (command, said)
+    for command in (f'condor_off -master -addr "{master}"', f'condor_restart -addr "{master}"',
+                    "cd /tmp && printf 'executable = /bin/true\\nqueue\\n' >j.sub && "
+                    f'condor_submit -addr "{schedd}" j.sub'):
+        said = on_worker(command)
+        assert "DENIED" in said and "heatgen-worker@" in said, (command, said)
+    said = on_worker(f"condor_drain {pool} {slot_of[other]}")
+    assert "Failed to start DRAIN_JOBS" in said and "rc=0" not in said, said
+    # READ is allowed: a worker may list the queue, as any user of the access point may.
+    assert "Total for all users" in on_worker(f'condor_q -addr "{schedd}" -all')
+    # A token signed with another key, even one naming the master's own identity, is refused.
+    forged = on_worker(
+        "set -e; d=$(mktemp -d); head -c 64 /dev/urandom >$d/POOL; chmod 600 $d/POOL; "
+        "mkdir -m 700 $d/tokens; "
+        f"_CONDOR_SEC_TOKEN_POOL_SIGNING_KEY_FILE=$d/POOL condor_token_create "
+        f"-identity condor@{master_ip} >$d/tokens/forged; "
+        "printf 'MyType = \"Machine\"\\nName = \"forged@nowhere\"\\nMachine = \"nowhere\"\\n' | "
+        "_CONDOR_SEC_TOKEN_SYSTEM_DIRECTORY=$d/tokens _CONDOR_SEC_TOKEN_DIRECTORY=$d/tokens "
+        "condor_advertise UPDATE_STARTD_AD - || true; rm -rf $d")
+    assert "Sent 0 of 1" in forged, forged
+    listed = _on_master(pool_sandbox, "pool-grid", "condor_status", "-any", "-af", "Name")
+    assert "forged" not in listed
+    # The real token never shows in what heatgen prints, --debug logs included.
+    token = hosts.run(mine, ["cat", "/etc/condor/tokens.d/heatgen-worker"]).stdout.strip()
+    assert token.count(".") == 2
+    shown = [cli(*args) for args in (("status", str(grid), "--format", "json"),
+                                      ("outputs", str(grid), "--format", "json"),
+                                      ("events", str(grid)), ("--debug", "status", str(grid)),
+                                      ("pool", str(grid)))]
+    assert all(code == 0 for code, _, _ in shown), shown
+    assert not any(token in out + err or token.rsplit(".", 1)[1] in out + err
+                   for _, out, err in shown)
+    # The pool goes on: the master still answers, and the other worker is not draining.
+    draining = _on_master(pool_sandbox, "pool-grid", "condor_status", "-af", "Name", "Draining")
+    assert slot_of[other] in draining and "true" not in draining.lower(), draining
+
+
+def test_the_bindings_read_the_pool_from_the_machine_running_the_sandbox(
+    pool_sandbox: Sandbox, cli: Any, grid: Path, tmp_path: Path
+) -> None:
     pytest.importorskip("htcondor2", reason="needs the htcondor bindings (test extra)")
+    # Anonymous reads from the bridge are refused: every read is authenticated.
     code, out, err = cli("pool", str(grid), "--pool", "bindings", "--format", "json")
+    assert code != 0 and "authenticate every read" in err and "-authz READ" in err, err
+    master_ip = _outputs(pool_sandbox, "pool-grid")["master_private_ip"]
+    token = _on_master(pool_sandbox, "pool-grid", "condor_token_create", "-identity",
+                       f"heatgen-reader@{master_ip}", "-authz", "READ")
+    token_file = tmp_path / "reader.token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(token)
+    code, out, err = cli("pool", str(grid), "--pool", "bindings", "--pool-token",
+                         str(token_file), "--format", "json")
     assert code == 0, err
+    assert token.strip() not in out + err
     over_bindings = json.loads(out)
     over_ssh = _pool(cli, grid)
     assert [(m["server_id"], m["in_pool"]) for m in over_bindings["members"]] == [

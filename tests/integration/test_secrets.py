@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 from dataclasses import asdict
@@ -80,6 +81,11 @@ def test_debug_output_and_written_files_hold_no_secret(sandbox: Sandbox, tmp_pat
                 name, "pool_secret", with_attr=["value"]).attributes["value"]
             handle_token = sandbox.heat.resources.get(
                 name, "master_wait_handle", with_attr=["token"]).attributes["token"]
+            token_handle_token = sandbox.heat.resources.get(
+                name, "worker_token_handle", with_attr=["token"]).attributes["token"]
+            # The execute nodes' token as the workers get it (here the sandbox's stand-in).
+            worker_token = json.loads(sandbox.heat.resources.get(
+                name, "worker_token_wait", with_attr=["data"]).attributes["data"])["worker_token"]
             outputs = {o["output_key"]: o["output_value"]
                        for o in sandbox.heat.stacks.get(name).to_dict()["outputs"]}
             signatures = [
@@ -102,9 +108,11 @@ def test_debug_output_and_written_files_hold_no_secret(sandbox: Sandbox, tmp_pat
         **{f"token {i}": t for i, t in enumerate(sorted(tokens))},
         "pool secret": str(pool_secret),
         "wait handle token": str(handle_token),
+        "worker token handle token": str(token_handle_token),
+        "worker token": str(worker_token),
         **{f"signature {i}": s for i, s in enumerate(signatures)},
     }
-    assert tokens and pool_secret and handle_token and signatures
+    assert tokens and pool_secret and handle_token and signatures and len(worker_token) >= 32
     debug = "\n".join(texts)
     assert "REQ: curl" in debug  # --debug did log the API calls the check looks through
     written = {str(p): p.read_text(encoding="utf-8", errors="replace")

@@ -370,8 +370,10 @@ class OpenStackCloud:
     def signal_wait_handle(self, endpoint: str, token: str, body: Mapping[str, Any]) -> None:
         _write(
             "signal the wait condition",
+            # log=False: keystoneauth's --debug log would show the body, and a signal's data
+            # may be a secret (the execute nodes' token).
             lambda: self.connection.session.post(
-                endpoint, json=dict(body), authenticated=False,
+                endpoint, json=dict(body), authenticated=False, log=False,
                 headers={"X-Auth-Token": token, "Accept": "application/json"},
             ),
         )

@@ -95,7 +95,7 @@ def send_signal(request: SignalRequest, session: Session | None = None,
     if session is not None:
         response = session.request(
             request.url, request.method, headers=dict(request.headers), data=request.body,
-            authenticated=False, raise_exc=False, timeout=timeout,
+            authenticated=False, raise_exc=False, timeout=timeout, log=False,
         )
     else:
         import requests

@@ -7,8 +7,9 @@ For each run it deploys the same rendered grid with `heatgen deploy` and with
 `openstack stack update --existing --wait --parameter worker_desired=3`, and deletes it with
 both tools. It prints, per operation, the median wall time of each tool and their ratio, how
 long after Heat's own final event each tool exited (Heat stamps events to the second, so
-this is +-1 s), and, from one extra `--debug` pass, the HTTP requests each tool made and the
-request-body bytes it sent.
+this is +-1 s), and, from one extra `--debug` pass, the HTTP requests each tool made (every
+answer keystoneauth logs, redirects included, and the token request), the request-body bytes
+it sent and the answer bytes it received.
 
 No VM boots in the sandbox, so for the CLI's create a thread plays the master's part exactly
 as heatgen does (it signals the wait condition once). Without --state-dir a sandbox is
@@ -94,19 +95,28 @@ def deleted_epoch(heat: Any, name: str) -> float | None:
 
 REQ = re.compile(r"REQ: curl -g -i -X (\w+) (\S+)(.*)")
 BODY = re.compile(r" -d '(.*)'$")
+# keystoneauth logs a REQ line once per call but a RESP line for each answer, a redirect's
+# too; the token request it only announces.
+RESP = re.compile(r"RESP: \[\d+\](?: Content-Length: (\d+))?")
+AUTH = "Making authentication request"
 
 
-def count_requests(log: Path) -> tuple[int, int]:
-    """(requests, request-body bytes) from a keystoneauth --debug log."""
-    requests = sent = 0
+def count_requests(log: Path) -> tuple[int, int, int]:
+    """(requests, request-body bytes, answer bytes) from a keystoneauth --debug log."""
+    requests = sent = received = 0
     for line in log.read_text().splitlines():
         match = REQ.search(line)
         if match:
-            requests += 1
             body = BODY.search(match.group(3))
             if body:
                 sent += len(body.group(1).encode())
-    return requests, sent
+        answer = RESP.search(line)
+        if answer:
+            requests += 1
+            received += int(answer.group(1) or 0)
+        elif AUTH in line:
+            requests += 1
+    return requests, sent, received
 
 
 def site_named(source: Path, name: str, directory: Path) -> Path:
@@ -159,7 +169,7 @@ def measure(args: argparse.Namespace, config: Any, work: Path) -> int:
 
     times: dict[tuple[str, str], list[float]] = {}
     lags: dict[tuple[str, str], list[float]] = {}
-    requests: dict[tuple[str, str], tuple[int, int]] = {}
+    requests: dict[tuple[str, str], tuple[int, int, int]] = {}
 
     def record(op: str, tool: str, wall: float, lag: float | None) -> None:
         times.setdefault((op, tool), []).append(wall)
@@ -211,16 +221,16 @@ def measure(args: argparse.Namespace, config: Any, work: Path) -> int:
     print(f"heatgen vs openstack CLI on the sandbox ({args.runs} runs, medians; "
           f"site {args.site.name})")
     print(f"{'operation':<8} {'heatgen s':>10} {'openstack s':>12} {'ratio':>6} "
-          f"{'lag hg s':>9} {'lag os s':>9} {'req hg':>7} {'req os':>7} {'bytes hg':>9} "
-          f"{'bytes os':>9}")
+          f"{'lag hg s':>9} {'lag os s':>9} {'req hg':>7} {'req os':>7} {'sent hg':>8} "
+          f"{'sent os':>8} {'recv hg':>8} {'recv os':>8}")
     for op in ("deploy", "scale", "delete"):
         hg = statistics.median(times[(op, "heatgen")])
         osc = statistics.median(times[(op, "openstack")])
         lag_hg = statistics.median(lags.get((op, "heatgen"), [float("nan")]))
         lag_os = statistics.median(lags.get((op, "openstack"), [float("nan")]))
-        (rh, bh), (ro, bo) = requests[(op, "heatgen")], requests[(op, "openstack")]
+        (rh, bh, ih), (ro, bo, io) = requests[(op, "heatgen")], requests[(op, "openstack")]
         print(f"{op:<8} {hg:>10.2f} {osc:>12.2f} {hg / osc:>6.2f} {lag_hg:>9.2f} "
-              f"{lag_os:>9.2f} {rh:>7} {ro:>7} {bh:>9} {bo:>9}")
+              f"{lag_os:>9.2f} {rh:>7} {ro:>7} {bh:>8} {bo:>8} {ih:>8} {io:>8}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python bench/render_bench.py [--runs 7] [--state-dir DIR]
 
+0. Start-up: `heatgen --version` and `heatgen --help` next to a bare `python -c pass`.
 1. Each example rendered by a cold `heatgen render` process, next to the floor
    `python -c "import jinja2, yaml"` (the difference is heatgen's own overhead), and next to
    `openstack orchestration template validate` of the rendered files, which only parses and
@@ -10,7 +11,8 @@
    100 `condor.extra_config` lines (the largest structure the config allows), per item, to
    show the cost grows linearly.
 
-Figures are medians of --runs runs. Nothing here is a pass/fail test.
+Figures are medians of --runs runs; a tool and its floor run in turns, so that a machine busy
+with something else slows both alike. Nothing here is a pass/fail test.
 """
 
 from __future__ import annotations
@@ -40,6 +42,28 @@ def wall(argv: list[str], runs: int, env: dict[str, str] | None = None) -> float
     return statistics.median(times)
 
 
+def paired(commands: dict[str, list[str]], runs: int) -> dict[str, float]:
+    """Median wall time of each command, the commands run in turns."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, argv in commands.items():
+            started = time.perf_counter()
+            subprocess.run(argv, check=True, capture_output=True)
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def start_up(runs: int) -> None:
+    heatgen = str(BIN / "heatgen")
+    medians = paired({"pass": [sys.executable, "-c", "pass"],
+                      "--version": [heatgen, "--version"], "--help": [heatgen, "--help"]}, runs)
+    floor = medians.pop("pass")
+    print(f"0. start-up ({runs} runs, medians); floor `python -c pass` = {floor * 1000:.0f} ms")
+    for name, seconds in medians.items():
+        print(f"   heatgen {name:<10} {seconds * 1000:>6.0f} ms  "
+              f"+{(seconds - floor) * 1000:.0f} ms")
+
+
 def in_process(function: object, runs: int) -> float:
     times = []
     for _ in range(runs):
@@ -50,7 +74,8 @@ def in_process(function: object, runs: int) -> float:
 
 
 def cold_render(runs: int, state_dir: Path | None) -> None:
-    floor = wall([sys.executable, "-c", "import jinja2, yaml"], runs)
+    floor_argv = [sys.executable, "-c", "import jinja2, yaml"]
+    floor = wall(floor_argv, runs)
     env = None
     cloud = None
     if state_dir is not None:
@@ -70,7 +95,9 @@ def cold_render(runs: int, state_dir: Path | None) -> None:
     with tempfile.TemporaryDirectory() as out:
         for example in EXAMPLES:
             target = Path(out) / example.stem
-            render = wall([str(BIN / "heatgen"), "render", str(example), "-o", str(target)], runs)
+            medians = paired({"floor": floor_argv, "render": [
+                str(BIN / "heatgen"), "render", str(example), "-o", str(target)]}, runs)
+            render, floor = medians["render"], medians["floor"]
             validate = ""
             if cloud is not None:
                 seconds = wall(
@@ -115,6 +142,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--state-dir", type=Path, help="a running sandbox, for the CLI column")
     args = parser.parse_args()
+    start_up(args.runs)
     cold_render(args.runs, args.state_dir)
     growth(args.runs)
     return 0

@@ -1,8 +1,10 @@
-"""Every benchmark in one run, on one sandbox: `python bench/run_all.py [--runs N]`.
+"""Every benchmark in one run, on one sandbox: `python bench/run_all.py [--runs N]
+[--scale-sizes 10,100,300]`.
 
 Starts a sandbox in a temporary directory on free loopback ports (or uses --state-dir),
 prints the render table (bench/render_bench.py) and the heatgen-vs-openstack table
-(bench/compare_cli.py), then stops the sandbox. Figures only, no pass/fail.
+(bench/compare_cli.py), with --scale-sizes also the big-grid tables (bench/scale.py, long:
+about an hour for 10,100,300 workers), then stops the sandbox. Figures only, no pass/fail.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--state-dir", type=Path, help="a running sandbox to use")
+    parser.add_argument("--scale-sizes", metavar="N,N,...",
+                        help="also run bench/scale.py for grids of these worker counts "
+                        "(default: skip it, it is long)")
     args = parser.parse_args()
 
     from heatgen.sandbox import control
@@ -43,6 +48,9 @@ def main() -> int:
         for script, extra in (("render_bench.py", []), ("compare_cli.py", [])):
             subprocess.run([sys.executable, str(HERE / script), "--runs", str(args.runs),
                             *state, *extra], check=True)
+        if args.scale_sizes:
+            subprocess.run([sys.executable, str(HERE / "scale.py"), "--sizes",
+                            args.scale_sizes, *state], check=True)
     finally:
         if own:
             control.down(config)

@@ -67,6 +67,7 @@ class FakeCloud:
         self.updates_while_busy = False
         # The group's size an update ends in (None: the worker_desired it asks for).
         self.reaches: int | None = None
+        self.events_read = 0  # events handed out by events() and newest_events()
         self._ids = (f"stack-{i}" for i in itertools.count(1))
         self._events = itertools.count(1)
 
@@ -212,15 +213,26 @@ class FakeCloud:
     def events(self, stack_id: str, after: str | None) -> list[Event] | None:
         self.calls.append(("events", after))
         self._maybe_fail("events")
-        stack = self.stacks.get(stack_id)
+        stack = self.stacks.get(stack_id) or self._by_name(stack_id)  # heat-api takes either
         if stack is None:
             return None
-        self._advance(stack_id)
+        self._advance(stack.id)
         events = list(stack.events)
-        if after is None:
-            return events
-        ids = [e.id for e in events]
-        return events[ids.index(after) + 1:] if after in ids else events
+        if after is not None:
+            ids = [e.id for e in events]
+            events = events[ids.index(after) + 1:] if after in ids else events
+        self.events_read += len(events)
+        return events
+
+    def newest_events(self, stack_id: str, limit: int) -> list[Event] | None:
+        self.calls.append(("newest_events", limit))
+        self._maybe_fail("newest_events")
+        stack = self.stacks.get(stack_id) or self._by_name(stack_id)
+        if stack is None:
+            return None
+        newest = stack.events[::-1][:limit]
+        self.events_read += len(newest)
+        return newest
 
     def resources(self, stack_id: str, nested_depth: int) -> list[Resource]:
         self.calls.append(("resources", nested_depth))

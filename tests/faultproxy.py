@@ -20,7 +20,10 @@ Rules are tried in order; the first whose method and path match, that has firing
 forwarded unchanged, ``Host`` included, so redirects and links point back at the proxy.
 
 The proxy also remembers every token it saw (``X-Auth-Token`` on requests,
-``X-Subject-Token`` on Keystone's answers), for the tests that look for leaked secrets.
+``X-Subject-Token`` on Keystone's answers), for the tests that look for leaked secrets, and
+the size of every request and answer body, for the benches that count what a command costs.
+``rewrite`` replaces byte strings in answers: Keystone's catalog can then name the heat-api
+proxy, for clients that take the endpoint from the catalog only (the `openstack` CLI).
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ class Record:
     path: str
     fault: str | None
     status: int | None  # what upstream answered (None when it never saw the request)
+    sent: int = 0  # request body bytes
+    received: int = 0  # answer body bytes the client got
 
 
 @dataclass
@@ -107,6 +112,7 @@ class FaultProxy:
     name: str = "proxy"
     records: list[Record] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
+    rewrite: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
@@ -222,12 +228,16 @@ class _Handler(BaseHTTPRequestHandler):
             proxy.record(Record(self.command, self.path, "upstream-down", None))
             self._hang_up()
             return
-        proxy.record(Record(self.command, self.path, fault, status))
+        for old, new in proxy.rewrite:
+            answer = answer.replace(old, new)
+        lost = fault == "lost"
+        proxy.record(Record(self.command, self.path, fault, status, len(body),
+                            0 if lost else len(answer)))
         subject = next((v for k, v in headers if k.lower() == "x-subject-token"), None)
         if subject:
             with proxy._lock:
                 proxy.tokens.add(subject)
-        if fault == "lost":
+        if lost:
             self._hang_up()
             return
         self.send_response(status, reason)

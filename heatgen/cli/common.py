@@ -6,11 +6,13 @@ import argparse
 import os
 import shlex
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from heatgen.cloud.connect import Target, open_cloud
-from heatgen.config import Site
 from heatgen.errors import UsageError
+
+if TYPE_CHECKING:
+    from heatgen.cloud.connect import Target
+    from heatgen.config import Site
 
 
 def add_site(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +45,7 @@ def open_target(site: Site, os_cloud: str | None) -> Target:
     """The cloud for this site (see :mod:`heatgen.cloud.connect`), the sandbox plugged in.
 
     Commands call it as ``common.open_target``: the one place tests put their fake cloud."""
+    from heatgen.cloud.connect import open_cloud
     from heatgen.sandbox.hooks import Locator
 
     return open_cloud(os_cloud, site.cloud, sandbox=Locator())

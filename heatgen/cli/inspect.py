@@ -10,8 +10,6 @@ from typing import Any
 
 from heatgen.cli import common
 from heatgen.cli.common import add_pool_options, add_site, pool_factory
-from heatgen.cli.output import ConsoleReporter, master_line, member_counts, print_outputs
-from heatgen.config import load_site
 from heatgen.errors import CloudError, ServiceMissing
 
 TELEMETRY_HINT = "sandbox: start it with `heatgen sandbox up --backend postgres --telemetry`"
@@ -34,10 +32,13 @@ def register(sub: Any) -> None:
 
     events = sub.add_parser(
         "events", help="the stack's events, nested stacks included",
-        description="Print the stack's events, oldest first; --follow keeps printing new ones "
-        "until Ctrl-C or the stack is deleted.",
+        description="Print the stack's newest events (nested stacks included), oldest first; "
+        "--follow keeps printing new ones until Ctrl-C or the stack is deleted.",
     )
     add_site(events)
+    events.add_argument("--limit", type=_event_count, default=20, metavar="N",
+                        help="how many of the newest events to print (default 20; 0: every "
+                        "event the stack has)")
     events.add_argument("--follow", action="store_true", help="keep printing new events")
     events.set_defaults(func=_events)
 
@@ -79,6 +80,8 @@ def register(sub: Any) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from heatgen.cli.output import ConsoleReporter, master_line, member_counts
+    from heatgen.config import load_site
     from heatgen.ops.inspect import status
 
     site = load_site(args.site)
@@ -114,28 +117,55 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _event_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (got {text!r})")
+    return value
+
+
 def _events(args: argparse.Namespace) -> int:
-    from heatgen.ops.inspect import require_stack
+    from heatgen.cli.output import ConsoleReporter
+    from heatgen.cloud.interface import Event
+    from heatgen.config import load_site
+    from heatgen.ops.inspect import not_deployed, require_stack
     from heatgen.ops.report import POLL_INTERVAL
 
     site = load_site(args.site)
     cloud = common.open_target(site, args.os_cloud).cloud
-    stack = require_stack(cloud, site)
+    # Without --follow one read by name does it: heat-api finds the stack itself.
+    stack = require_stack(cloud, site).id if args.follow else site.site
     out = ConsoleReporter(sys.stdout, progress=False)
     note = ConsoleReporter(progress=False)
-    seen = None
+    seen: str | None = None
+
+    def read() -> list[Event] | None:
+        if seen is not None:
+            return cloud.events(stack, after=seen)
+        if not args.limit:
+            return cloud.events(stack, after=None)
+        newest = cloud.newest_events(stack, args.limit)
+        return None if newest is None else list(reversed(newest))
+
     try:
         while True:
             try:
-                events = cloud.events(stack.id, after=seen)
+                events = read()
+                # heat-api may list a deleted stack's events as none rather than answer 404.
+                if args.follow and events == [] and cloud.get_stack(stack) is None:
+                    events = None
             except CloudError as error:
                 if not (args.follow and error.transient):
                     raise
                 note.note(f"{error}; trying again")
                 events = []
             if events is None:
-                if args.follow:
-                    print(f"stack {site.site} is gone (deleted)")
+                if not args.follow:
+                    raise not_deployed(site)
+                print(f"stack {site.site} is gone (deleted)")
                 return 0
             for event in events:
                 out.event(event)
@@ -148,6 +178,8 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _outputs(args: argparse.Namespace) -> int:
+    from heatgen.cli.output import print_outputs
+    from heatgen.config import load_site
     from heatgen.ops.inspect import require_stack, shown_outputs
 
     site = load_site(args.site)
@@ -161,6 +193,7 @@ def _outputs(args: argparse.Namespace) -> int:
 
 
 def _alarms(args: argparse.Namespace) -> int:
+    from heatgen.config import load_site
     from heatgen.ops import alarms
 
     site = load_site(args.site)
@@ -179,6 +212,7 @@ def _alarms(args: argparse.Namespace) -> int:
 
 
 def _pool(args: argparse.Namespace) -> int:
+    from heatgen.config import load_site
     from heatgen.ops import poolview
 
     site = load_site(args.site)

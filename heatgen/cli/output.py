@@ -12,10 +12,10 @@ import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from heatgen.cloud.interface import Event
-from heatgen.contract import GridOutputs
+if TYPE_CHECKING:
+    from heatgen.cloud.interface import Event
 
 
 def event_line(event: Event) -> str:
@@ -84,6 +84,8 @@ def print_outputs(outputs: Mapping[str, Any]) -> None:
 
 
 def master_line(outputs: Mapping[str, Any], sandbox: bool) -> str:
+    from heatgen.contract import GridOutputs
+
     read = GridOutputs.of(outputs)
     if read.master_floating_ip is None and read.master_private_ip is None:
         return "none (sandbox: no network)" if sandbox else "no address yet"

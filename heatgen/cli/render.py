@@ -6,9 +6,6 @@ import argparse
 import json
 from typing import Any
 
-from heatgen.config import load_site, site_json_schema
-from heatgen.render import render_site, write_rendered
-
 
 def register(sub: Any) -> None:
     render = sub.add_parser(
@@ -32,6 +29,9 @@ def register(sub: Any) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from heatgen.config import load_site
+    from heatgen.render import render_site, write_rendered
+
     grid = render_site(load_site(args.site), templates_dir=args.templates)
     for path in write_rendered(grid, args.output):
         print(path)
@@ -39,5 +39,7 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
+    from heatgen.config import site_json_schema
+
     print(json.dumps(site_json_schema(), indent=2, sort_keys=True))
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from heatgen.cli import common
 from heatgen.cli.common import (
@@ -20,10 +20,11 @@ from heatgen.cli.common import (
     interrupted,
     pool_factory,
 )
-from heatgen.cli.output import ConsoleReporter, print_plan, print_summary
-from heatgen.cloud.connect import Target
-from heatgen.config import load_site
 from heatgen.errors import ExitStatus, UsageError
+
+if TYPE_CHECKING:
+    from heatgen.cli.output import ConsoleReporter
+    from heatgen.cloud.connect import Target
 
 
 def register(sub: Any) -> None:
@@ -106,6 +107,8 @@ def register(sub: Any) -> None:
 
 
 def _reporter(args: argparse.Namespace) -> ConsoleReporter:
+    from heatgen.cli.output import ConsoleReporter
+
     return ConsoleReporter(progress=False) if args.verbose else ConsoleReporter()
 
 
@@ -116,6 +119,8 @@ def _statuses(target: Target, stack: Any) -> list[str]:
 
 
 def _deploy(args: argparse.Namespace) -> int:
+    from heatgen.cli.output import print_plan, print_summary
+    from heatgen.config import load_site
     from heatgen.ops.deploy import DeployOptions, deploy
     from heatgen.render import render_site
 
@@ -174,6 +179,8 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def _scale(args: argparse.Namespace) -> int:
+    from heatgen.cli.output import print_plan
+    from heatgen.config import load_site
     from heatgen.ops.scale import ScaleRequest, check_request, scale
 
     site = load_site(args.site)
@@ -238,6 +245,7 @@ def _scale(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
+    from heatgen.config import load_site
     from heatgen.ops.delete import delete
 
     site = load_site(args.site)

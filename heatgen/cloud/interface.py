@@ -108,7 +108,13 @@ class Cloud(Protocol):
     def deployed_definition(self, stack_id: str) -> Definition: ...
 
     def events(self, stack_id: str, after: str | None) -> list[Event] | None:
-        """Events after the marker, oldest first; None when the stack no longer exists."""
+        """Events after the marker, oldest first; None when the stack no longer exists.
+
+        Without a marker this is every event the stack has: use :meth:`newest_events`."""
+
+    def newest_events(self, stack_id: str, limit: int) -> list[Event] | None:
+        """The stack's newest ``limit`` events (nested stacks included), newest first, in one
+        request whatever the stack's history; None when the stack no longer exists."""
 
     def resources(self, stack_id: str, nested_depth: int) -> list[Resource]: ...
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 from aodhclient import exceptions as aodh_exc
 from heatclient import client as heat_client
@@ -32,6 +33,7 @@ TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
 # A read is often two requests (heat-api redirects a stack name or bare id). At 20 % failed
 # requests, 8 attempts leave about 1 read in 20,000 failing, after at most ~20 s of backoff.
 READ_ATTEMPTS = 8
+EVENT_DEPTH = 2  # the grid's own stack, the group's and each member's
 T = TypeVar("T")
 
 
@@ -191,6 +193,16 @@ def _link_id(links: Any, rel: str) -> str:
     return ""
 
 
+def _link_path(links: Any, rel: str) -> tuple[str, str] | None:
+    """(id, ``name/id``) of the stack a ``.../stacks/<name>/<id>`` link names, or None."""
+    for link in links or []:
+        if link.get("rel") == rel:
+            parts = str(link.get("href", "")).rstrip("/").split("/stacks/", 1)[-1].split("/")
+            if len(parts) == 2 and all(parts):
+                return parts[1], f"{unquote(parts[0])}/{parts[1]}"
+    return None
+
+
 def _resource(raw: Any) -> Resource:
     info = raw.to_dict() if hasattr(raw, "to_dict") else dict(raw)
     return Resource(
@@ -208,13 +220,19 @@ def _resource(raw: Any) -> Resource:
 
 def _event(raw: Any) -> Event:
     info = raw.to_dict() if hasattr(raw, "to_dict") else dict(raw)
+    # A listing with nested_depth links each event to its stack and to the root stack: an
+    # event of a nested stack is named by that stack, one of the root by none.
+    links = info.get("links")
+    own, root = _link_path(links, "stack"), _link_path(links, "root_stack")
+    nested = own is not None and root is not None and own[0] != root[0]
     return Event(
         id=str(info.get("id", "")),
         time=str(info.get("event_time", "")),
         resource=info.get("resource_name", ""),
         status=info.get("resource_status", ""),
         reason=info.get("resource_status_reason") or "",
-        stack=str(info.get("stack_name") or ""),
+        stack=own[1].split("/")[0] if own is not None and nested else
+        str(info.get("stack_name") or ""),
         physical_id=str(info.get("physical_resource_id") or ""),
     )
 
@@ -255,6 +273,21 @@ class OpenStackCloud:
         self._client_kwargs = kwargs
         self.heat = heat_client.Client("1", **self._service_kwargs("orchestration"))
         self._aodh: Any = None
+        # stack id -> "name/id": heat-api answers that path at once, where a bare id (or a
+        # name) costs a lookup and a redirect, a second request.
+        self._paths: dict[str, str] = {}
+
+    def _path(self, stack_id: str) -> str:
+        return self._paths.get(stack_id, stack_id)
+
+    def _learn(self, stack_id: str, name: str) -> None:
+        if stack_id and name and "/" not in name:
+            self._paths[stack_id] = f"{name}/{stack_id}"
+
+    def _learn_links(self, raw: Any) -> None:
+        found = _link_path(getattr(raw, "links", None), "stack")
+        if found is not None:
+            self._paths.setdefault(*found)
 
     @property
     def aodh(self) -> Any:
@@ -271,11 +304,15 @@ class OpenStackCloud:
     @_reads("read the stack")
     def get_stack(self, name_or_id: str) -> Stack | None:
         try:
-            stack = _stack(self.heat.stacks.get(name_or_id))
+            stack = _stack(self.heat.stacks.get(self._path(name_or_id)))
         except heat_exc.HTTPNotFound:
             return None
-        # Heat still shows a deleted stack for a moment after DELETE_COMPLETE: it is gone.
-        return None if stack.status == "DELETE_COMPLETE" else stack
+        # Heat still shows a deleted stack after DELETE_COMPLETE (for a moment by name, for
+        # good by name/id): it is gone.
+        if stack.status == "DELETE_COMPLETE":
+            return None
+        self._learn(stack.id, stack.name)
+        return stack
 
     def has_service(self, service_type: str) -> bool:
         """Whether the catalog (or clouds.yaml) names an endpoint of ``service_type``."""
@@ -298,12 +335,14 @@ class OpenStackCloud:
 
     def create_stack(self, fields: Mapping[str, Any]) -> str:
         created = _write("create the stack", lambda: self.heat.stacks.create(**fields))
-        return str(created["stack"]["id"])
+        stack_id = str(created["stack"]["id"])
+        self._learn(stack_id, str(fields.get("stack_name", "")))
+        return stack_id
 
     def update_stack(self, stack_id: str, fields: Mapping[str, Any], patch: bool) -> None:
         _write(
             "update the stack",
-            lambda: self.heat.stacks.update(stack_id, existing=patch, **fields),
+            lambda: self.heat.stacks.update(self._path(stack_id), existing=patch, **fields),
         )
 
     @_reads("preview the stack")
@@ -316,12 +355,13 @@ class OpenStackCloud:
     def preview_update(
         self, stack_id: str, fields: Mapping[str, Any], patch: bool
     ) -> dict[str, list[str]]:
-        answer = self.heat.stacks.preview_update(stack_id, existing=patch, **fields)
+        answer = self.heat.stacks.preview_update(self._path(stack_id), existing=patch,
+                                                 **fields)
         return _names(answer.get("resource_changes", {}))
 
     def delete_stack(self, stack_id: str) -> None:
         try:
-            self.heat.stacks.delete(stack_id)
+            self.heat.stacks.delete(self._path(stack_id))
         except heat_exc.HTTPNotFound:
             return
         except _CLIENT_ERRORS as error:
@@ -329,42 +369,63 @@ class OpenStackCloud:
 
     @_reads("read the deployed templates")
     def deployed_definition(self, stack_id: str) -> Definition:
-        stack = self.heat.stacks.get(stack_id, resolve_outputs=False)
-        environment = self.heat.stacks.environment(stack_id) or {}
+        path = self._path(stack_id)
+        stack = self.heat.stacks.get(path, resolve_outputs=False)
+        environment = self.heat.stacks.environment(path) or {}
         return Definition(
-            template=self.heat.stacks.template(stack_id) or {},
+            template=self.heat.stacks.template(path) or {},
             parameters=dict(getattr(stack, "parameters", {}) or {}),
-            files=dict(self.heat.stacks.files(stack_id) or {}),
+            files=dict(self.heat.stacks.files(path) or {}),
             registry=dict(environment.get("resource_registry") or {}),
         )
 
     @_reads("list the stack's events")
     def events(self, stack_id: str, after: str | None) -> list[Event] | None:
-        kwargs: dict[str, Any] = {"sort_dir": "asc", "nested_depth": 2}
+        kwargs: dict[str, Any] = {"sort_dir": "asc", "nested_depth": EVENT_DEPTH}
         if after:
             kwargs["marker"] = after
         try:
-            return [_event(e) for e in self.heat.events.list(stack_id, **kwargs)]
+            return [_event(e) for e in self.heat.events.list(self._path(stack_id), **kwargs)]
         except heat_exc.HTTPNotFound:
             return None
+
+    @_reads("list the stack's newest events")
+    def newest_events(self, stack_id: str, limit: int) -> list[Event] | None:
+        """One GET ``events?limit=N&nested_depth=2&sort_dir=desc``.
+
+        heat-api passes ``limit``, ``marker`` and ``sort_dir`` with ``nested_depth`` to one
+        database query over the events of every stack of the tree (ordered by creation time,
+        then row id), so the answer is the newest N events of the whole tree, and an ascending
+        listing after the newest one's id continues exactly where this one ends.
+        """
+        kwargs: dict[str, Any] = {"sort_dir": "desc", "limit": max(1, limit),
+                                  "nested_depth": EVENT_DEPTH}
+        try:
+            listed = self.heat.events.list(self._path(stack_id), **kwargs)
+        except heat_exc.HTTPNotFound:
+            return None
+        return [_event(e) for e in listed][:limit]
 
     @_reads("list the stack's resources")
     def resources(self, stack_id: str, nested_depth: int) -> list[Resource]:
         try:
-            listed = self.heat.resources.list(stack_id, nested_depth=nested_depth)
+            listed = self.heat.resources.list(self._path(stack_id), nested_depth=nested_depth)
         except heat_exc.HTTPNotFound:
             return []
+        for raw in listed:
+            self._learn_links(raw)
         return [_resource(r) for r in listed]
 
     @_reads("read a resource attribute")
     def resource_attribute(self, stack_id: str, resource: str, attribute: str) -> Any:
-        shown = self.heat.resources.get(stack_id, resource, with_attr=[attribute])
+        shown = self.heat.resources.get(self._path(stack_id), resource, with_attr=[attribute])
         return (getattr(shown, "attributes", None) or {}).get(attribute)
 
     def mark_unhealthy(self, stack_id: str, resource: str, unhealthy: bool, reason: str) -> None:
         _write(
             f"mark {resource} {'unhealthy' if unhealthy else 'healthy'}",
-            lambda: self.heat.resources.mark_unhealthy(stack_id, resource, unhealthy, reason),
+            lambda: self.heat.resources.mark_unhealthy(self._path(stack_id), resource,
+                                                       unhealthy, reason),
         )
 
     def signal_wait_handle(self, endpoint: str, token: str, body: Mapping[str, Any]) -> None:
@@ -381,7 +442,7 @@ class OpenStackCloud:
     @_reads("list the stack's alarms")
     def alarms(self, stack_id: str) -> list[Alarm]:
         resources = [
-            r for r in self.heat.resources.list(stack_id, nested_depth=0)
+            r for r in self.heat.resources.list(self._path(stack_id), nested_depth=0)
             if r.resource_type.startswith("OS::Aodh::") and r.physical_resource_id
         ]
         if resources and not self.has_service("alarming"):

@@ -7,10 +7,18 @@ span fields are checked in :mod:`heatgen.config.validate`, beside the type error
 from __future__ import annotations
 
 import ipaddress
+import os
 from enum import Enum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+# pydantic looks for plugins in the metadata of every installed distribution as each model is
+# built (about 80 ms with the OpenStack clients installed); heatgen's models take none. The
+# variable is pydantic's own switch, set while this module builds its models and restored.
+_PLUGINS = "PYDANTIC_DISABLE_PLUGINS"
+_plugins_before = os.environ.get(_PLUGINS)
+os.environ[_PLUGINS] = "__all__"
 
 # Heat's own limits and the template versions heatgen can emit (conditions need 2016-10-14).
 HEAT_TEMPLATE_VERSIONS = (
@@ -59,7 +67,7 @@ class OsFamily(str, Enum):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, defer_build=True)
 
 
 Name = Annotated[str, Field(min_length=1, max_length=255)]
@@ -194,6 +202,14 @@ class Site(_Model):
             raise ValueError(f"must be one of {', '.join(HEAT_TEMPLATE_VERSIONS)}")
         return text
 
+
+# The models build their validators when first used (defer_build): only Site's is needed, which
+# holds the others' schemas; it is built here, while plugins are off.
+Site.model_rebuild(force=True)
+if _plugins_before is None:
+    del os.environ[_PLUGINS]
+else:
+    os.environ[_PLUGINS] = _plugins_before
 
 
 def as_number(value: Any) -> float | None:

@@ -8,16 +8,20 @@ from typing import Any
 
 from heatgen.cloud.group import Member, group_members
 from heatgen.cloud.interface import Cloud, Event, Stack
-from heatgen.config import Site
+from heatgen.config import Site, Telemetry
 from heatgen.contract import SECRET_OUTPUTS
 from heatgen.errors import CloudError, NotDeployed
 from heatgen.redact import redact_url
 
 
+def not_deployed(site: Site) -> NotDeployed:
+    return NotDeployed(f"stack {site.site} does not exist in this cloud; run `heatgen deploy`")
+
+
 def require_stack(cloud: Cloud, site: Site) -> Stack:
     stack = cloud.get_stack(site.site)
     if stack is None:
-        raise NotDeployed(f"stack {site.site} does not exist in this cloud; run `heatgen deploy`")
+        raise not_deployed(site)
     return stack
 
 
@@ -66,11 +70,14 @@ def status(
     cloud: Cloud, site: Site, show_secrets: bool = False, last_events: int = 5
 ) -> StatusReport:
     stack = require_stack(cloud, site)
-    events = (cloud.events(stack.id, after=None) or [])[-last_events:]
-    try:
-        alarms, unavailable = {a.name: a.state for a in cloud.alarms(stack.id)}, None
-    except CloudError as error:
-        # Alarm states are extra information: a cloud without Aodh must not fail `status`.
-        alarms, unavailable = {}, str(error)
+    events = list(reversed(cloud.newest_events(stack.id, last_events) or []))
+    alarms: dict[str, str] = {}
+    unavailable = None
+    if site.autoscaling.telemetry is not Telemetry.NONE:  # else the grid has no alarms
+        try:
+            alarms = {a.name: a.state for a in cloud.alarms(stack.id)}
+        except CloudError as error:
+            # Alarm states are extra information: a cloud without Aodh must not fail `status`.
+            unavailable = str(error)
     return StatusReport(stack, group_members(cloud, stack), shown_outputs(stack, show_secrets),
                         events, alarms, unavailable)

@@ -14,13 +14,62 @@ from heatgen.ops.report import POLL_INTERVAL, Clock, Reporter
 
 DELETE_CANCELLED = "Stack DELETE cancelled"  # Heat's reason when a DELETE restarts
 CANCEL_GRACE = 15.0  # seconds a cancelled delete may take to show the next one
-STATUS_EVERY = 10.0  # seconds between safety-net reads of the stack while waiting
+STATUS_EVERY = 10.0  # seconds without a new event between safety-net reads of the stack
+# In units of POLL_INTERVAL (1 s). `openstack stack ... --wait` lists the stack's own events
+# every 5 s by name (2 requests: the lookup and its redirect) and reads the stack after two
+# polls without one (2 more): 6 requests per 10 s through the long middle of an operation.
+# A heatgen poll is one request; it may spend one per BUDGET intervals, BURST at once.
+SLOWEST = 5.0  # the longest pause while nothing happens
+BACKOFF = 1.5  # each poll that brought nothing waits this much longer than the last
+BUDGET = 1.75
+BURST = 5.0
+RESERVE = 2.0  # kept back for polls right after a sign that the end is near
+QUIET_DELETE = 6  # polls of a delete gone quiet that still come soon: it is nearly gone
 
 
 def latest_event(cloud: Cloud, stack_id: str) -> Event | None:
-    """The stack's newest event (nested stacks included): the marker a wait starts from."""
-    events = cloud.events(stack_id, after=None) or []
-    return events[-1] if events else None
+    """The stack's newest event (nested stacks included): the marker a wait starts from.
+
+    One request for one event, however long the stack's history."""
+    newest = cloud.newest_events(stack_id, 1) or []
+    return newest[0] if newest else None
+
+
+class Pace:
+    """How long a wait pauses before its next poll.
+
+    A poll that brought events is followed by one after ``POLL_INTERVAL`` (an operation that
+    moves may end any moment); each poll that brought nothing waits ``BACKOFF`` times longer,
+    up to ``SLOWEST`` intervals. Requests come out of a budget that fills at one per ``BUDGET``
+    intervals and holds at most ``2 * BURST``: once it is spent, polls come every ``BUDGET``
+    intervals (the end is noticed about a second late on average, two at most), and a wait
+    costs fewer requests than the CLI's over the same operation, beyond ``BURST``. ``RESERVE``
+    of it is kept for an ``urgent`` poll, one that follows a sign of the end (a top-level
+    resource done, a delete gone quiet), so that one comes after ``POLL_INTERVAL`` anyway.
+    """
+
+    def __init__(self, now: float, unit: float | None = None) -> None:
+        self.unit = POLL_INTERVAL if unit is None else unit
+        self.interval = self.unit
+        self.tokens = BURST
+        self.updated = now
+
+    def _fill(self, now: float) -> None:
+        self.tokens = min(2 * BURST, self.tokens + (now - self.updated) / (BUDGET * self.unit))
+        self.updated = now
+
+    def spend(self, requests: int, now: float) -> None:
+        self._fill(now)
+        self.tokens -= requests
+
+    def delay(self, moved: bool, now: float, urgent: bool = False) -> float:
+        """Seconds until the next poll, after a poll that brought events (``moved``) or not."""
+        self._fill(now)
+        self.interval = self.unit if moved or urgent else min(SLOWEST * self.unit,
+                                                              self.interval * BACKOFF)
+        needed = 1.0 if urgent else 1.0 + RESERVE
+        owed = max(0.0, needed - self.tokens) * BUDGET * self.unit
+        return max(self.interval, owed)
 
 
 @dataclass(frozen=True)
@@ -77,9 +126,11 @@ def wait_for_stack(
 ) -> Stack | None:
     """Wait until ``action`` on the stack ends; return the final stack (None once deleted).
 
-    One request per poll: the events after ``marker``. The stack itself is read when its own
-    final event arrives, and every ``STATUS_EVERY`` seconds as a safety net (events can be
-    pruned, and a deleted stack may have no events left to list).
+    One request per poll: the events after ``marker``, paced by :class:`Pace`. The stack
+    itself is read when its own final event arrives, and after ``STATUS_EVERY`` seconds
+    without a new event as a safety net (events can be pruned). A deleted stack has no events
+    left to list: a delete's poll that brings nothing reads the stack too, and of the polls of
+    a delete gone quiet, two in three only read it.
 
     A transient failure (HTTP 5xx, a lost connection) of a poll, after the client's own retries,
     is noted and the wait goes on until the deadline: the operation runs in Heat either way.
@@ -90,6 +141,7 @@ def wait_for_stack(
     clock = clock or Clock()
     start = clock.now()
     deadline = start + timeout
+    pace = Pace(start)
     seen = marker.id if marker is not None else None
     last_event = marker
     progressed = start
@@ -97,26 +149,42 @@ def wait_for_stack(
     finals = (f"{action}_COMPLETE", f"{action}_FAILED")
     stack: Stack | None = None
     cancelled_at: float | None = None
-    due = True  # read the stack on this poll
+    due = False  # read the stack on this poll
+    first = True  # the operation may have ended before the marker was read
+    idle = 0  # polls since the last new event
     while True:
+        moved = urgent = False
+        read_only = action == "DELETE" and idle % 3 != 0
         try:
-            events = cloud.events(stack_id, after=seen)
+            events: list[Event] | None = []
+            if not read_only:
+                pace.spend(1, clock.now())
+                events = cloud.events(stack_id, after=seen)
             for event in events or []:
                 report.event(event)
                 seen = event.id
                 last_event = event
                 progressed = clock.now()
+                moved = True
+                # A top-level resource done: the stack's own final event may be next.
+                urgent = urgent or (event.physical_id != stack_id and event.stack in (
+                    "", stack.name if stack else "") and not event.status.endswith(
+                    "_IN_PROGRESS"))
+            idle = 0 if moved else idle + 1
+            urgent = urgent or (action == "DELETE" and 0 < idle <= QUIET_DELETE)
             if on_events is not None:
                 on_events(stack_id, events or [])
             stalled = stall is not None and stall.after > 0 \
                 and clock.now() - progressed >= stall.allowed(last_event)
-            # A deleted stack's own final event is not listed: a delete reads the stack each poll.
-            due = due or events is None or action == "DELETE" \
-                or clock.now() - last_status >= STATUS_EVERY \
-                or any(e.physical_id == stack_id and e.status in finals for e in events) \
+            due = due or events is None or (action == "DELETE" and not moved) \
+                or (first and not moved) \
+                or min(clock.now() - last_status, clock.now() - progressed) >= STATUS_EVERY \
+                or any(e.physical_id == stack_id and e.status in finals for e in events or []) \
                 or stalled or (until is not None and until())
+            first = False
             if due:
                 last_status = clock.now()
+                pace.spend(1, clock.now())
                 stack = cloud.get_stack(stack_id)
                 due = False
                 if stack is None or stack.status == "DELETE_COMPLETE":
@@ -156,10 +224,16 @@ def wait_for_stack(
             if not error.transient:
                 raise
             report.note(f"{error}; still waiting (the operation goes on in Heat)")
-        if clock.now() >= deadline:
+        now = clock.now()
+        if now >= deadline:
             raise WaitTimeout(
                 f"stack {stack.name if stack else stack_id} is still "
                 f"{stack.status if stack else action + '_IN_PROGRESS'} after {timeout:.0f} s; "
                 f"it was left alone: {hint}"
             )
-        clock.sleep(POLL_INTERVAL)
+        pause = min(pace.delay(moved, now, urgent), deadline - now)
+        if stall is not None and stall.after > 0:
+            stall_at = progressed + stall.allowed(last_event)
+            if stall_at > now:
+                pause = min(pause, stall_at - now)  # a stall is told when it is one
+        clock.sleep(pause)

@@ -1,0 +1,338 @@
+"""heatgen against the `openstack` CLI on big grids: what each operation costs as the grid grows.
+
+    python bench/scale.py [--sizes 10,100,300] [--runs 1] [--state-dir DIR] [--site SITE.yaml]
+
+For each size N, on the sandbox, a thesis-shaped site (examples/thesis.yaml with telemetry
+none, N workers, max 2 N) gets the same operations from both tools, one after the other on
+two stacks of their own: deploy N workers, scale to 1.5 N, status, events (the last 20),
+outputs, delete. What the CLI runs for each:
+
+    deploy   openstack stack create --wait -t grid.yaml -e grid-env.yaml -e sandbox.yaml NAME
+             (rendered by `heatgen render` beforehand; a thread plays the master's signal
+             over its own connection, as heatgen does itself, so it is not counted)
+    scale    openstack stack update --existing --wait --parameter worker_desired=M NAME
+    status   openstack stack show NAME; openstack stack resource list --nested-depth 1 NAME;
+             openstack stack event list NAME --nested-depth 2 --sort event_time:desc --limit 5
+             (what `heatgen status` shows: status, outputs, members by state, last events)
+    events   openstack stack event list NAME --nested-depth 2 --sort event_time:desc --limit 20
+    outputs  openstack stack output show --all NAME
+    delete   openstack stack delete --wait -y NAME
+
+Both tools reach Keystone and heat-api through counting proxies (tests/faultproxy.py, no
+faults): Keystone's answers are rewritten so that its catalog names the heat-api proxy, since
+the CLI takes heat-api's address from the catalog only. For each command the table shows its
+wall time, its HTTP requests (Keystone's included) and the bytes of the answers it received,
+and for the waits how long after Heat's own final event the command ended (Heat stamps events
+to the second: +-1 s). heatgen's deploy counts the two reads of its master signal; the CLI's
+player does not. Then, for each figure, how it grows from the smallest size to the largest.
+
+Without --state-dir a sandbox is started in a temporary directory on free ports and removed at
+the end. Heat's limit of resources per stack must allow the largest grid (3 per worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.faultproxy import FaultProxy, write_clouds_yaml  # noqa: E402
+
+BIN = Path(sys.executable).parent
+HEATGEN = [str(BIN / "heatgen")]
+OPENSTACK = [str(BIN / "openstack")]
+OPERATIONS = ("deploy", "scale", "status", "events", "outputs", "delete")
+WAITS = ("deploy", "scale", "delete")
+TOOLS = ("heatgen", "openstack")
+COMMAND_TIMEOUT = 3600
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one operation of one tool cost."""
+
+    seconds: float
+    requests: int
+    received: int  # answer bytes
+    lag: float | None = None  # seconds after Heat's final event
+
+
+class Counter:
+    """The Keystone and heat-api proxies, and what went through them since ``mark``."""
+
+    def __init__(self, keystone: FaultProxy, heat: FaultProxy) -> None:
+        self.proxies = (keystone, heat)
+        self.marks = (0, 0)
+
+    def mark(self) -> None:
+        self.marks = (len(self.proxies[0].records), len(self.proxies[1].records))
+
+    def since(self) -> tuple[int, int]:
+        records = [r for proxy, mark in zip(self.proxies, self.marks, strict=True)
+                   for r in proxy.records[mark:]]
+        return len(records), sum(r.received for r in records)
+
+
+def site_for(source: Path, name: str, size: int, directory: Path) -> Path:
+    data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    data["heat_template_version"] = str(data["heat_template_version"])
+    data["site"] = name
+    data["autoscaling"]["telemetry"] = "none"
+    data["workers"].update(min=1, max=2 * size, desired=size)
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def commands(tool: str, op: str, site: Path, name: str, rendered: Path, target: int
+             ) -> list[list[str]]:
+    cloud = ["--os-cloud", "heatgen-sandbox"]
+    if tool == "heatgen":
+        args = {
+            "deploy": ["deploy", str(site)],
+            "scale": ["scale", str(site), "--workers", str(target)],
+            "status": ["status", str(site)],
+            "events": ["events", str(site)],
+            "outputs": ["outputs", str(site)],
+            "delete": ["delete", str(site), "--yes"],
+        }[op]
+        return [[*HEATGEN, *args, *cloud]]
+    stack = ["stack"]
+    newest = ["--nested-depth", "2", "--sort", "event_time:desc"]
+    runs = {
+        "deploy": [[*stack, "create", "--wait", "-t", str(rendered / "grid.yaml"),
+                    "-e", str(rendered / "grid-env.yaml"),
+                    "-e", str(REPO / "environments" / "sandbox.yaml"), name]],
+        "scale": [[*stack, "update", "--existing", "--wait", "--parameter",
+                   f"worker_desired={target}", name]],
+        "status": [[*stack, "show", name], [*stack, "resource", "list", "--nested-depth", "1",
+                                            name],
+                   [*stack, "event", "list", name, *newest, "--limit", "5"]],
+        "events": [[*stack, "event", "list", name, *newest, "--limit", "20"]],
+        "outputs": [[*stack, "output", "show", "--all", name]],
+        "delete": [[*stack, "delete", "--wait", "-y", name]],
+    }[op]
+    return [[*OPENSTACK, *cloud, *run] for run in runs]
+
+
+def run(argv: list[str], env: dict[str, str]) -> None:
+    done = subprocess.run(argv, env=env, capture_output=True, text=True,
+                          timeout=COMMAND_TIMEOUT, cwd=REPO)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])}... failed ({done.returncode}):\n"
+                           f"{done.stderr[-2000:]}")
+
+
+class MasterPlayer(threading.Thread):
+    """Signals the wait condition of stack ``name`` once it waits, as heatgen does itself."""
+
+    def __init__(self, cloud: Any, name: str) -> None:
+        super().__init__(daemon=True)
+        self.cloud, self.name = cloud, name
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        from heatgen.ops.report import SilentReporter
+        from heatgen.sandbox.master import SandboxMaster
+
+        player = SandboxMaster(self.cloud, SilentReporter())
+        deadline = time.monotonic() + 600
+        while not self.done.is_set() and not player.signalled and time.monotonic() < deadline:
+            stack = self.cloud.get_stack(self.name)
+            if stack is not None and stack.in_progress:
+                player.attach(stack.id)
+            time.sleep(0.2)
+
+
+def _epoch(stamp: str) -> float:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def final_epoch(cloud: Any, heat: Any, name: str, op: str) -> float | None:
+    """When Heat ended the operation: the stack's own final event, or its deletion time."""
+    if op == "delete":
+        for stack in heat.stacks.list(show_deleted=True, filters={"name": name}):
+            if stack.stack_status == "DELETE_COMPLETE" and stack.deletion_time:
+                return _epoch(stack.deletion_time)
+        return None
+    stack = cloud.get_stack(name)
+    if stack is None:
+        return None
+    own = [e for e in cloud.newest_events(stack.id, 50) or [] if e.physical_id == stack.id]
+    return _epoch(own[0].time) if own else None
+
+
+def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, str],
+                 counter: Counter, cloud: Any, heat: Any) -> dict[tuple[str, str], Cost]:
+    target = size + math.ceil(size / 2)
+    costs: dict[tuple[str, str], list[Cost]] = {}
+    for index in range(runs):
+        names = {tool: f"scale-{tool[:2]}-{size}-{index}" for tool in TOOLS}
+        sites = {tool: site_for(source, names[tool], size, work) for tool in TOOLS}
+        rendered = work / names["openstack"]
+        run([*HEATGEN, "render", str(sites["openstack"]), "-o", str(rendered)], env)
+        try:
+            for op in OPERATIONS:
+                for tool in TOOLS:
+                    player = None
+                    if tool == "openstack" and op == "deploy":
+                        player = MasterPlayer(cloud, names[tool])
+                        player.start()
+                    counter.mark()
+                    started = time.monotonic()
+                    for argv in commands(tool, op, sites[tool], names[tool], rendered, target):
+                        run(argv, env)
+                    seconds = time.monotonic() - started
+                    ended = time.time()
+                    requests, received = counter.since()
+                    if player is not None:
+                        player.done.set()
+                    lag = None
+                    if op in WAITS:
+                        final = final_epoch(cloud, heat, names[tool], op)
+                        lag = ended - final if final is not None else None
+                    costs.setdefault((op, tool), []).append(
+                        Cost(seconds, requests, received, lag))
+                    print(f"  {size:>4} workers, run {index + 1}: {tool:<9} {op:<7} "
+                          f"{seconds:7.1f} s {requests:5} requests", flush=True)
+        finally:
+            for name in names.values():
+                stack = cloud.get_stack(name)
+                if stack is not None and not stack.status.startswith("DELETE"):
+                    cloud.delete_stack(stack.id)
+    return {key: median_cost(values) for key, values in costs.items()}
+
+
+def median_cost(values: list[Cost]) -> Cost:
+    lags = [v.lag for v in values if v.lag is not None]
+    return Cost(statistics.median(v.seconds for v in values),
+                int(statistics.median(v.requests for v in values)),
+                int(statistics.median(v.received for v in values)),
+                statistics.median(lags) if lags else None)
+
+
+def _lag(cost: Cost) -> str:
+    return f"{cost.lag:.1f}" if cost.lag is not None else "-"
+
+
+def size_table(size: int, runs: int, costs: dict[tuple[str, str], Cost]) -> None:
+    target = size + math.ceil(size / 2)
+    print(f"\n{size} workers (scale to {target}); heatgen / openstack CLI, "
+          f"{runs} run{'s' if runs > 1 else ''}{', medians' if runs > 1 else ''}")
+    print("| operation | heatgen s | openstack s | ratio | requests hg / os | ratio "
+          "| KiB received hg / os | ratio | after Heat's end hg / os s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for op in OPERATIONS:
+        hg, osc = costs[(op, "heatgen")], costs[(op, "openstack")]
+        lag = f"{_lag(hg)} / {_lag(osc)}" if op in WAITS else "-"
+        print(f"| {op} | {hg.seconds:.1f} | {osc.seconds:.1f} | {hg.seconds / osc.seconds:.2f} "
+              f"| {hg.requests} / {osc.requests} | {hg.requests / osc.requests:.2f} "
+              f"| {hg.received / 1024:.0f} / {osc.received / 1024:.0f} "
+              f"| {hg.received / max(osc.received, 1):.2f} | {lag} |")
+
+
+def growth_table(results: dict[int, dict[tuple[str, str], Cost]]) -> None:
+    small, large = min(results), max(results)
+    print(f"\ngrowth from {small} to {large} workers ({large / small:.0f}x the grid): "
+          "figure at the largest size / at the smallest")
+    print("| operation | tool | wall time | requests | bytes received |")
+    print("| --- | --- | --- | --- | --- |")
+    for op in OPERATIONS:
+        for tool in TOOLS:
+            a, b = results[small][(op, tool)], results[large][(op, tool)]
+            print(f"| {op} | {tool} | {b.seconds / a.seconds:.1f}x | "
+                  f"{b.requests / a.requests:.1f}x | {b.received / max(a.received, 1):.1f}x |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10,100,300",
+                        help="worker counts, comma-separated (default 10,100,300)")
+    parser.add_argument("--runs", type=int, default=1, help="runs per size (default 1)")
+    parser.add_argument("--state-dir", type=Path, help="a running sandbox to use")
+    parser.add_argument("--site", type=Path, default=REPO / "examples" / "thesis.yaml")
+    args = parser.parse_args()
+    try:
+        sizes = sorted({int(size) for size in args.sizes.split(",")})
+    except ValueError:
+        parser.error(f"--sizes: worker counts such as 10,100,300 (got {args.sizes!r})")
+    if not sizes or sizes[0] < 1:
+        parser.error(f"--sizes: each size must be at least 1 (got {args.sizes!r})")
+
+    from heatgen.sandbox import control
+    from heatgen.sandbox.settings import on_free_ports, resolve_config
+
+    work = Path(tempfile.mkdtemp(prefix="heatgen-scale-"))
+    own = args.state_dir is None
+    if own:
+        config = on_free_ports(work / "sandbox")
+        print(f"starting a sandbox in {config.state_dir}", flush=True)
+        control.up(config)
+    else:
+        config = resolve_config(args.state_dir)
+    try:
+        return measure(args, sizes, config, work)
+    finally:
+        if own:
+            control.down(config)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, sizes: list[int], config: Any, work: Path) -> int:
+    from heatclient import client as heat_client
+
+    from heatgen.sandbox import control
+    from heatgen.sandbox.hooks import open_sandbox
+
+    keystone = FaultProxy(config.keystone_port, name="keystone").start()
+    heat_proxy = FaultProxy(config.heat_port, name="heat").start()
+    try:
+        keystone.rewrite = [
+            (f"127.0.0.1:{port}{end}".encode(), f"127.0.0.1:{proxy.port}{end}".encode())
+            for port, proxy in ((config.heat_port, heat_proxy),
+                                (config.keystone_port, keystone))
+            for end in ("/", '"')
+        ]
+        entry = control.clouds_entry(config)
+        entry["auth"] = {**entry["auth"], "auth_url": f"{keystone.url}/v3"}
+        clouds = write_clouds_yaml(work / "clouds.yaml", entry)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        env.update(OS_CLIENT_CONFIG_FILE=str(clouds), HEATGEN_SANDBOX_DIR=str(config.state_dir))
+        cloud = open_sandbox(config).cloud  # direct: the bench's own reads are not counted
+        heat = heat_client.Client("1", session=control.session(config))
+        counter = Counter(keystone, heat_proxy)
+        results = {}
+        for size in sizes:
+            print(f"{size} workers", flush=True)
+            results[size] = measure_size(size, args.runs, args.site, work, env, counter,
+                                         cloud, heat)
+        print(f"\nheatgen vs openstack CLI on the sandbox, site {args.site.name} "
+              "(telemetry none, max 2 N)")
+        for size in sizes:
+            size_table(size, args.runs, results[size])
+        if len(sizes) > 1:
+            growth_table(results)
+    finally:
+        heat_proxy.stop()
+        keystone.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Reads that do not grow with a stack's history, against the real Heat of the sandbox.
+
+The thesis grid gets a long history: its group grown to 7 workers and shrunk to 1 again and
+again, so that its own stack, the group's nested stack and its member's stack hold hundreds
+of events. Through a counting proxy (:mod:`tests.faultproxy`), ``status`` and the start of a
+wait cost the same requests, and about the same bytes, as when the grid was new.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from heatgen.config import load_site
+from heatgen.ops.inspect import status
+from heatgen.ops.wait import latest_event
+from heatgen.sandbox import exercise
+from tests.faultproxy import direct_clouds_yaml, proxied_sandbox, thesis_site
+
+from .conftest import Sandbox
+
+pytestmark = pytest.mark.sandbox
+
+
+def _heatgen(args: list[str], clouds: Path, sandbox: Sandbox) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env.update(OS_CLIENT_CONFIG_FILE=str(clouds), HEATGEN_SANDBOX_DIR=str(sandbox.config.state_dir))
+    done = subprocess.run([sys.executable, "-m", "heatgen", *args, "--os-cloud", "heatgen-sandbox"],
+                          capture_output=True, text=True, timeout=600, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def _proxied_cloud(clouds_yaml: Path) -> Any:
+    from heatgen.cloud.openstack import OpenStackCloud, session_from_entry
+
+    entry = yaml.safe_load(clouds_yaml.read_text())["clouds"]["heatgen-sandbox"]
+    return OpenStackCloud(session_from_entry("heatgen-sandbox", entry))
+
+
+def test_status_and_a_waits_start_cost_the_same_however_long_the_history(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    name = "history-grid"
+    site_path = thesis_site(tmp_path, name)
+    site = load_site(site_path)
+    direct = direct_clouds_yaml(sandbox.config, tmp_path / "direct-clouds.yaml")
+    _heatgen(["deploy", str(site_path)], direct, sandbox)
+    heat = sandbox.heat
+    stack_id = heat.stacks.get(name).id
+    try:
+        with proxied_sandbox(sandbox.config, tmp_path) as proxied:
+            cloud = _proxied_cloud(proxied.clouds_yaml)
+            assert cloud.get_stack(name) is not None  # the token, outside the measures
+
+            def cost(read: Callable[[], object]) -> tuple[int, int]:
+                before = len(proxied.heat.records)
+                read()
+                records = proxied.heat.requests()[before:]
+                return len(records), sum(r.received for r in records)
+
+            def measures() -> dict[str, tuple[int, int]]:
+                return {"status": cost(lambda: status(cloud, site)),
+                        "marker": cost(lambda: latest_event(cloud, stack_id)),
+                        "every event": cost(lambda: cloud.events(stack_id, after=None))}
+
+            young = measures()
+            for size in (7, 1, 7, 1, 7, 1):
+                heat.stacks.update(stack_id, existing=True,
+                                   parameters={"worker_desired": size})
+                exercise.wait_for_stack(heat, stack_id, "UPDATE", timeout=300)
+            old = measures()
+        # Heat lists the events of the stacks that exist: the removed members' go with them.
+        events = heat.events.list(stack_id, nested_depth=2)
+        stacks = {link["href"] for e in events for link in e.links if link["rel"] == "stack"}
+        assert len(events) > 120 and len(stacks) >= 3
+        assert old["every event"][1] > 3 * young["every event"][1], (young, old)  # it grew
+        assert old["status"][0] == young["status"][0]
+        assert old["status"][1] < young["status"][1] + 4096, (young, old)
+        assert old["marker"][0] == young["marker"][0] == 1
+        assert old["marker"][1] < 2048, old
+    finally:
+        heat.stacks.delete(stack_id)
+        exercise.wait_for_stack(heat, stack_id, "DELETE", timeout=300)

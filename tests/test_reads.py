@@ -1,0 +1,349 @@
+"""Reads that do not grow with a stack's history, and waits that notice the end quickly at no
+more requests than `openstack stack ... --wait` spends over the same operation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from heatgen.cloud.interface import Event
+from heatgen.config import load_site
+from heatgen.ops.inspect import status
+from heatgen.ops.report import SilentReporter
+from heatgen.ops.scale import ScaleRequest, scale
+from heatgen.ops.wait import latest_event, wait_for_stack
+
+from .conftest import EXAMPLES
+from .fakecloud import FakeClock, FakeCloud, FakeStack
+
+SITE = load_site(EXAMPLES / "thesis.yaml")
+
+
+def _grid_with_history(events: int) -> tuple[FakeCloud, FakeStack]:
+    """The thesis grid's stack with ``events`` events spread over its own stack, the group's
+    nested stack and 300 member stacks, as nested_depth=2 lists them."""
+    cloud = FakeCloud()
+    stack = cloud.add_stack("bergen-grid", worker_min="1", worker_max="7", worker_desired="1")
+    stack.outputs = {"worker_count": 1}
+    group = f"{stack.name}-workers-k3v"
+    for index in range(events):
+        where = (stack.name, group, f"{group}-m{index % 300}-x7q")[index % 3]
+        stack.events.append(Event(str(next(cloud._events)), "2026-01-01T00:00:00Z",
+                                  f"r{index}", "UPDATE_COMPLETE", "", where))
+    return cloud, stack
+
+
+def test_status_reads_the_same_five_events_however_long_the_history() -> None:
+    seen = {}
+    for history in (10, 5000):
+        cloud, stack = _grid_with_history(history)
+        report = status(cloud, SITE)
+        assert [e.id for e in report.events] == [e.id for e in stack.events[-5:]]
+        seen[history] = (cloud.calls, cloud.events_read)
+    assert seen[10] == seen[5000]
+    assert seen[5000][1] == 5
+
+
+def test_status_of_a_grid_without_telemetry_asks_for_no_alarms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from heatgen.config import Telemetry
+
+    cloud, _ = _grid_with_history(10)
+    asked: list[str] = []
+    monkeypatch.setattr(cloud, "alarms", lambda stack_id: asked.append(stack_id) or [])
+    quiet = SITE.model_copy(update={"autoscaling": SITE.autoscaling.model_copy(
+        update={"telemetry": Telemetry.NONE})})
+    report = status(cloud, quiet)
+    assert asked == [] and report.alarms == {} and report.alarms_unavailable is None
+    status(cloud, SITE)
+    assert len(asked) == 1
+
+
+def test_a_wait_starts_from_one_event_however_long_the_history() -> None:
+    seen = {}
+    for history in (10, 5000):
+        cloud, stack = _grid_with_history(history)
+        assert latest_event(cloud, stack.id) == stack.events[-1]
+        assert cloud.events_read == 1
+        cloud.events_read = 0
+        result = scale(cloud, SITE, ScaleRequest(workers=3), SilentReporter(),
+                       clock=FakeClock())
+        assert result.action == "scaled"
+        seen[history] = ([(name, arg) for name, arg in cloud.calls
+                          if name in ("newest_events", "get_stack", "update_stack")],
+                         cloud.names().count("events"), cloud.events_read)
+    assert seen[10] == seen[5000]
+    assert seen[5000][2] <= 4  # the marker, then only the update's own events
+
+
+# --- pacing: an operation on a clock -------------------------------------------------------
+
+
+class TimedCloud(FakeCloud):
+    """One operation whose events appear at scripted times (the stack's own final event at
+    ``end``); the stack reads IN_PROGRESS until then. Events of nested stacks carry another
+    stack name: the CLI's polls (nested_depth 0) do not see them."""
+
+    def __init__(self, clock: FakeClock, times: list[float], end: float,
+                 action: str = "UPDATE", final_listed: bool = True) -> None:
+        super().__init__()
+        self.clock, self.end, self.action = clock, end, action
+        self.stack = self.add_stack("bergen-grid", f"{action}_IN_PROGRESS")
+        self.script = [(t, f"{self.stack.name}-workers-k3v", f"m{i}") for i, t in
+                       enumerate(sorted(times))]
+        if final_listed:
+            self.script.append((end, self.stack.name, self.stack.name))
+
+    def _advance(self, stack_id: str) -> FakeStack | None:
+        stack = self.stacks.get(stack_id)
+        while self.script and self.script[0][0] <= self.clock.t:
+            _, where, resource = self.script.pop(0)
+            final = resource == self.stack.name
+            state = f"{self.action}_COMPLETE" if final else f"{self.action}_IN_PROGRESS"
+            physical = self.stack.id if final else ""
+            self.stack.events.append(Event(str(next(self._events)), "", resource, state, "",
+                                           where, physical))
+        if self.clock.t >= self.end and self.stack.status.endswith("_IN_PROGRESS"):
+            self.stack.status = f"{self.action}_COMPLETE"
+        return stack
+
+    def events(self, stack_id: str, after: str | None) -> list[Event] | None:
+        if self.action == "DELETE" and self.clock.t >= self.end:
+            self.calls.append(("events", after))
+            return []  # heat-api lists a deleted stack's events by name/id as none
+        return super().events(stack_id, after)
+
+    def get_stack(self, name_or_id: str) -> Any:
+        if self.action == "DELETE" and self.clock.t >= self.end:
+            self.calls.append(("get_stack", name_or_id))
+            return None
+        return super().get_stack(name_or_id)
+
+    def requests(self) -> int:
+        return sum(1 for name in self.names() if name in ("events", "get_stack"))
+
+
+def cli_wait(end: float) -> tuple[int, float]:
+    """(requests, seconds after ``end``) of `openstack stack update --existing --wait` on the
+    same operation, from the marker to the final stack: the newest event as the marker, then
+    heatclient's poll_for_events (the stack's own events at once and every 5 s, a stack read
+    after two polls without one), then the stack shown; each by name, a lookup and its
+    redirect. Only the stack's own events count for it: nested ones are not listed."""
+    requests = 2 + 2  # the marker; the first poll, which finds the update's first event
+    no_event_polls, t = 0, 0.0
+    while True:
+        t += 5.0
+        requests += 2
+        if t >= end:
+            return requests + 2, t - end  # the final event, then the stack shown
+        no_event_polls += 1
+        if no_event_polls >= 2:
+            requests += 2
+            no_event_polls = 0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    times: list[float]
+    end: float
+    lag: float  # how late heatgen may notice the end
+
+
+def _every(step: float, start: float, stop: float) -> list[float]:
+    return [start + step * i for i in range(int((stop - start) / step) + 1)]
+
+
+# How late heatgen may notice the end: within a second while its budget lasts (short
+# operations, or after a quiet stretch refilled it), else within one BUDGET interval (1.75 s),
+# or the backoff's second step after a poll that found nothing; the CLI: up to 5 s.
+SCENARIOS = [
+    Scenario("short update (10 s, an event every 0.3 s)", _every(0.3, 0.2, 10.0), 10.1, 1.0),
+    Scenario("create waiting 60 s on the master, then the group",
+             _every(0.5, 0.2, 3.0) + _every(0.5, 60.0, 70.0), 70.2, 1.0),
+    Scenario("create with a lull before its last resources",
+             _every(0.4, 0.2, 20.0) + [23.0, 23.05], 23.1, 1.75),
+    Scenario("long scale-up (150 s, an event every 0.5 s)", _every(0.5, 0.2, 150.0), 150.3,
+             1.75),
+    Scenario("long scale-up, events in bursts every 4 s",
+             [t + d for t in _every(4.0, 0.5, 120.0) for d in (0.0, 0.1, 0.2)], 121.0, 2.25),
+]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_a_wait_notices_the_end_quickly_for_fewer_requests_than_the_cli(
+    scenario: Scenario,
+) -> None:
+    clock = FakeClock()
+    cloud = TimedCloud(clock, scenario.times, scenario.end)
+    polls: list[float] = []
+    final = wait_for_stack(cloud, cloud.stack.id, "UPDATE", timeout=3600, marker=None,
+                           report=SilentReporter(), clock=clock,
+                           on_events=lambda stack_id, events: polls.append(clock.t))
+    assert final is not None and final.status == "UPDATE_COMPLETE"
+    lag = clock.t - scenario.end
+    cli_requests, cli_lag = cli_wait(scenario.end)
+    assert 0 <= lag <= scenario.lag, (lag, cloud.names())
+    assert lag <= cli_lag
+    assert 1 + cloud.requests() <= cli_requests, (cloud.requests(), cli_requests)  # + marker
+    assert len(polls) == cloud.names().count("events")  # the watcher sees every poll
+
+
+@pytest.mark.parametrize("end", [20.4, 40.4, 41.3, 100.9])
+def test_a_delete_gone_quiet_is_noticed_by_reads_between_its_polls(end: float) -> None:
+    # Heat lists no more events once the last resource is gone, then cleans up for a few
+    # seconds, and never lists the deleted stack's own final event.
+    clock = FakeClock()
+    times = [t for t in _every(0.5, 0.2, end) if t < end - 3.4]
+    cloud = TimedCloud(clock, times, end, action="DELETE", final_listed=False)
+    assert wait_for_stack(cloud, cloud.stack.id, "DELETE", timeout=600, marker=None,
+                          report=SilentReporter(), clock=clock) is None
+    cli_requests, cli_lag = cli_wait(end)
+    assert clock.t - end <= 1.0 < cli_lag
+    assert 1 + cloud.requests() <= cli_requests
+
+
+def test_the_budget_is_spent_on_polls_that_follow_events() -> None:
+    from heatgen.ops.wait import BUDGET, BURST, SLOWEST, Pace
+
+    pace = Pace(0.0, unit=1.0)
+    waits: list[float] = []
+    now = 0.0
+    for moved in (True,) * 12 + (False,) * 6:
+        pace.spend(1, now)
+        wait = pace.delay(moved, now)
+        waits.append(wait)
+        now += wait
+    assert waits[0] == 1.0 and max(waits[:12]) <= BUDGET
+    assert waits[-1] == SLOWEST
+    spent = len(waits)
+    assert spent <= BURST + now / BUDGET + 1
+
+
+def test_cli_model_matches_heatclient_for_a_quiet_operation() -> None:
+    # heatclient.common.event_utils.poll_for_events: 5 s polls, a stack read after two polls
+    # that found nothing; by name, each a lookup and its redirect.
+    requests, lag = cli_wait(30.0)
+    assert requests == 2 + 2 * 7 + 2 * 2 + 2 and math.isclose(lag, 0.0)
+
+
+# --- heatgen events ------------------------------------------------------------------------
+
+
+THESIS = str(EXAMPLES / "thesis.yaml")
+
+
+def _resources(out: str) -> list[str]:
+    return [line.split()[2].rsplit("/", 1)[-1] for line in out.splitlines()
+            if line.startswith("  ")]
+
+
+@pytest.fixture
+def events_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+               ) -> tuple[FakeCloud, FakeStack, Any]:
+    """`heatgen events ...` against a fake grid with 5000 events; (exit code, out, err)."""
+    from heatgen.cli import common, main
+    from heatgen.cloud.connect import Target
+    from heatgen.ops import report
+
+    cloud, stack = _grid_with_history(5000)
+    monkeypatch.setattr(common, "open_target", lambda site, os_cloud: Target(cloud, "fake",
+                                                                              False))
+    monkeypatch.setattr(report, "POLL_INTERVAL", 0.001)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["events", THESIS, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return cloud, stack, run
+
+
+def test_events_prints_the_newest_twenty_oldest_first_from_one_read(
+    events_cli: tuple[FakeCloud, FakeStack, Any],
+) -> None:
+    cloud, stack, run = events_cli
+    code, out, err = run()
+    assert code == 0, err
+    assert _resources(out) == [e.resource for e in stack.events[-20:]]
+    assert cloud.calls == [("newest_events", 20)] and cloud.events_read == 20  # by name
+    code, out, _ = run("--limit", "3")
+    assert _resources(out) == ["r4997", "r4998", "r4999"]
+    code, out, _ = run("--limit", "0")
+    assert code == 0 and len(out.splitlines()) == 5000
+
+
+def test_events_follow_goes_on_from_the_newest_event_it_printed(
+    events_cli: tuple[FakeCloud, FakeStack, Any],
+) -> None:
+    cloud, stack, run = events_cli
+    cloud._begin(stack, "DELETE")  # the next poll ends it, then the stack is gone
+    code, out, err = run("--follow", "--limit", "2")
+    assert code == 0, err
+    assert _resources(out) == ["r4999", "bergen-grid"]  # its DELETE_IN_PROGRESS
+    assert out.rstrip().endswith("stack bergen-grid is gone (deleted)")
+    assert ("events", None) not in cloud.calls and cloud.events_read < 10
+
+
+@pytest.mark.parametrize("bad", ["-1", "ten"])
+def test_events_limit_must_be_a_count(events_cli: tuple[FakeCloud, FakeStack, Any],
+                                      bad: str) -> None:
+    _, _, run = events_cli
+    with pytest.raises(SystemExit) as exited:
+        run("--limit", bad)
+    assert exited.value.code == 2
+
+
+# --- the OpenStack side of the seam --------------------------------------------------------
+
+
+class _Raw(dict[str, Any]):
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self)
+
+
+class _Stub:
+    """heatclient's stacks and events managers, recording the stack path of each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def get(self, path: str, **kwargs: Any) -> _Raw:
+        self.calls.append(("stacks.get", path, kwargs))
+        return _Raw(id="abc", stack_name="grid", stack_status="UPDATE_IN_PROGRESS")
+
+    def list(self, path: str, **kwargs: Any) -> list[_Raw]:
+        self.calls.append(("events.list", path, kwargs))
+        base = "http://heat/v1/p/stacks"
+        root = {"rel": "root_stack", "href": f"{base}/grid/abc"}
+        return [
+            _Raw(id="2", resource_name="port", resource_status="CREATE_COMPLETE",
+                 links=[{"rel": "stack", "href": f"{base}/grid-workers-k3v-m1-x7q/m1"}, root]),
+            _Raw(id="1", resource_name="workers", resource_status="UPDATE_IN_PROGRESS",
+                 links=[{"rel": "stack", "href": f"{base}/grid/abc"}, root]),
+        ]
+
+
+def test_openstack_cloud_reads_a_known_stack_by_name_and_id_and_only_the_newest_events() -> None:
+    from types import SimpleNamespace
+
+    from heatgen.cloud.openstack import OpenStackCloud
+
+    stub = _Stub()
+    cloud = OpenStackCloud.__new__(OpenStackCloud)
+    cloud.heat = SimpleNamespace(stacks=stub, events=stub)
+    cloud._paths = {}
+    assert cloud.get_stack("grid") is not None
+    assert cloud.get_stack("abc") is not None
+    newest = cloud.newest_events("abc", 5)
+    # heat-api redirects a bare name or id (a second request); name/id it answers at once.
+    assert [(name, path) for name, path, _ in stub.calls] == [
+        ("stacks.get", "grid"), ("stacks.get", "grid/abc"), ("events.list", "grid/abc")]
+    assert stub.calls[-1][2] == {"sort_dir": "desc", "limit": 5, "nested_depth": 2}
+    assert newest is not None and [(e.stack, e.resource) for e in newest] == [
+        ("grid-workers-k3v-m1-x7q", "port"), ("", "workers")]

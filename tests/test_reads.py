@@ -347,3 +347,15 @@ def test_openstack_cloud_reads_a_known_stack_by_name_and_id_and_only_the_newest_
     assert stub.calls[-1][2] == {"sort_dir": "desc", "limit": 5, "nested_depth": 2}
     assert newest is not None and [(e.stack, e.resource) for e in newest] == [
         ("grid-workers-k3v-m1-x7q", "port"), ("", "workers")]
+
+
+def test_a_delete_told_to_notice_a_stall_lists_events_on_every_poll() -> None:
+    # Polls that only read the stack cannot tell whether events came: with a stall to
+    # notice, a delete whose events come every 7 s is not taken for stalled after 8 s.
+    from heatgen.ops.wait import Stall
+
+    clock = FakeClock()
+    cloud = TimedCloud(clock, _every(7.0, 0.2, 60.0), 62.0, action="DELETE",
+                       final_listed=False)
+    assert wait_for_stack(cloud, cloud.stack.id, "DELETE", timeout=600, marker=None,
+                          report=SilentReporter(), clock=clock, stall=Stall(8.0)) is None

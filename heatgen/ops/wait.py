@@ -154,7 +154,10 @@ def wait_for_stack(
     idle = 0  # polls since the last new event
     while True:
         moved = urgent = False
-        read_only = action == "DELETE" and idle % 3 != 0
+        # A poll that skips the events cannot tell a stall: a wait told to notice one lists
+        # them every poll.
+        read_only = action == "DELETE" and idle % 3 != 0 \
+            and (stall is None or stall.after <= 0)
         try:
             events: list[Event] | None = []
             if not read_only:

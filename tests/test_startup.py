@@ -94,3 +94,19 @@ def test_a_cache_others_may_write_is_not_used(cache_home: Path) -> None:
     assert grid._bytecode_cache() is None
     cache_home.chmod(0o700)
     assert grid._bytecode_cache() is not None
+
+
+def test_templates_compiled_with_other_options_are_not_loaded(
+    cache_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from heatgen.render import grid, render_site
+
+    site = load_site(EXAMPLES / "thesis.yaml")
+    kept = render_site(site).files  # compiled and kept with heatgen's options
+    monkeypatch.setitem(grid._OPTIONS, "keep_trailing_newline", False)
+    grid._environment.cache_clear()
+    cached = render_site(site).files
+    monkeypatch.setattr(grid, "_bytecode_cache", lambda: None)
+    grid._environment.cache_clear()
+    assert cached == render_site(site).files != kept
+    assert len({entry.name.split("-")[0] for entry in cache_home.iterdir()}) == 2

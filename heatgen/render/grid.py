@@ -9,6 +9,7 @@ them is a third of a cold render); the output never depends on it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import pickle
@@ -55,6 +56,15 @@ def _package_source(name: str) -> tuple[str, str, Callable[[], bool]] | None:
     return resource.read_text(encoding="utf-8"), f"heatgen/templates/{name}", lambda: True
 
 
+# How the templates are compiled (the compiled code depends on these).
+_OPTIONS: dict[str, Any] = {
+    "autoescape": False,
+    "trim_blocks": True,
+    "lstrip_blocks": True,
+    "keep_trailing_newline": True,
+}
+
+
 class _QuietCache(jinja2.FileSystemBytecodeCache):
     """Compiled templates on disk that never fail a render: an entry that cannot be read or
     written is compiled again. Jinja checks each entry against its template's source."""
@@ -84,7 +94,10 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
         return None
     if info.st_uid != os.getuid() or info.st_mode & 0o022:
         return None
-    return _QuietCache(str(directory))
+    # Jinja keys an entry by the template's name and source only: the options it was compiled
+    # with are part of the file name, so that other options never load it.
+    options = hashlib.sha256(repr(sorted(_OPTIONS.items())).encode()).hexdigest()[:12]
+    return _QuietCache(str(directory), f"{options}-%s.cache")
 
 
 @functools.lru_cache(maxsize=8)
@@ -97,11 +110,8 @@ def _environment(templates_dir: Path | None) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
         bytecode_cache=_bytecode_cache(),
+        **_OPTIONS,
     )
     env.filters["q"] = _q
     return env

@@ -2,6 +2,8 @@
 
     python bench/compare_cli.py [--runs 3] [--state-dir DIR] [--site examples/thesis.yaml]
 
+Needs the `openstack` CLI: `pip install -e '.[sandbox,bench]'`.
+
 For each run it deploys the same rendered grid with `heatgen deploy` and with
 `openstack stack create --wait`, resizes it to 3 workers with `heatgen scale` and with
 `openstack stack update --existing --wait --parameter worker_desired=3`, and deletes it with

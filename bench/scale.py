@@ -2,6 +2,8 @@
 
     python bench/scale.py [--sizes 10,100,300] [--runs 1] [--state-dir DIR] [--site SITE.yaml]
 
+Needs the `openstack` CLI: `pip install -e '.[sandbox,bench]'`.
+
 For each size N, on the sandbox, a thesis-shaped site (examples/thesis.yaml with telemetry
 none, N workers, max 2 N) gets the same operations from both tools, one after the other on
 two stacks of their own: deploy N workers, scale to 1.5 N, status, events (the last 20),

@@ -155,7 +155,7 @@ class MasterPlayer(threading.Thread):
 
         player = SandboxMaster(self.cloud, SilentReporter())
         deadline = time.monotonic() + 600
-        while not self.done.is_set() and not player.signalled and time.monotonic() < deadline:
+        while not self.done.is_set() and not player.done and time.monotonic() < deadline:
             stack = self.cloud.get_stack(self.name)
             if stack is not None and stack.in_progress:
                 player.attach(stack.id)

@@ -589,3 +589,29 @@ def test_a_grid_whose_workers_hold_the_signing_key_is_not_updated_to_worker_toke
     stack.definition = deployed
     assert deploy(cloud, GRID, DeployOptions(), Recorder(), clock=FakeClock()).action in (
         "updated", "unchanged")
+
+
+@pytest.mark.parametrize("has_token_wait", [True, False])
+def test_the_sandbox_master_attached_to_a_create_signals_the_handles_its_template_has(
+    has_token_wait: bool,
+) -> None:
+    cloud = FakeCloud()
+    deployed = stackfields.definition(GRID, parameters={"worker_desired": 1})
+    resources = dict(deployed.template["resources"])
+    if not has_token_wait:
+        for name in ("worker_token_wait", "worker_token_handle"):
+            del resources[name]
+    stack = cloud.add_stack("bergen-grid", status="CREATE_IN_PROGRESS", **deployed.parameters)
+    stack.definition = Definition({**deployed.template, "resources": resources},
+                                  deployed.parameters, deployed.files, deployed.registry)
+    # What Heat lists early in a create: the master's wait condition waiting, nothing else yet.
+    stack.resources = [Resource("master_wait", "OS::Heat::WaitCondition", "CREATE_IN_PROGRESS",
+                                "", "", "s")]
+    player = hooks.master(cloud, Recorder())
+    player.attach(stack.id)
+    player.attach(stack.id)  # a second look reads the template no more
+    signalled = [url for url, _, _ in cloud.signals]
+    expected = (["http://heat/worker_token_handle/signal"] if has_token_wait else []) + [
+        "http://heat/master_wait_handle/signal"]
+    assert signalled == expected and player.done
+    assert cloud.names().count("deployed_definition") == 1

@@ -234,6 +234,7 @@ class SandboxMaster:
         self.pending = False
         self.sent: set[str] = set()  # handles signalled
         self.handles: tuple[str, ...] = (contract.TOKEN_HANDLE, contract.WAIT_HANDLE)
+        self.checked = False  # whether attach() read which handles the template has
 
     def __call__(self, stack_id: str, events: list[Event]) -> None:
         # Called on every poll: a signal that failed (transiently) is sent again on the next.
@@ -254,9 +255,14 @@ class SandboxMaster:
     def attach(self, stack_id: str) -> None:
         """For a create already under way: signal if the wait condition is waiting now."""
         status = {r.name: r.status for r in self.cloud.resources(stack_id, nested_depth=0)}
-        # A grid rendered before the execute nodes' token existed has no token handle.
-        self.handles = tuple(h for h in self.handles if h in status)
         if status.get(contract.WAIT_CONDITION) == "CREATE_IN_PROGRESS":
+            # A grid rendered before the execute nodes' token existed has no token handle:
+            # its template says so (a listing may not show resources not made yet).
+            if not self.checked:
+                resources = self.cloud.deployed_definition(stack_id).template.get("resources")
+                if isinstance(resources, dict) and resources:
+                    self.handles = tuple(h for h in self.handles if h in resources)
+                self.checked = True
             self.pending = True
             self.signal(stack_id)
 

@@ -99,6 +99,7 @@ def test_thesis_master_port_floating_ip_and_wait_condition() -> None:
         "count": 1,
         "timeout": {"get_param": "wait_timeout"},
     }
+    assert res["worker_token_wait"]["depends_on"] == "master_wait"
     # Workers start once the master is ready and has handed over their token.
     assert res["workers"]["depends_on"] == ["master_wait", "worker_token_wait"]
 

@@ -59,9 +59,9 @@ def run(argv: list[str], env: dict[str, str], log: Path | None = None) -> tuple[
 class MasterPlayer(threading.Thread):
     """Signals the wait condition of stack ``name`` once it is waiting, like heatgen does."""
 
-    def __init__(self, cloud: Any, name: str) -> None:
+    def __init__(self, cloud: Any, name: str, timeout: float = 300.0) -> None:
         super().__init__(daemon=True)
-        self.cloud, self.name = cloud, name
+        self.cloud, self.name, self.timeout = cloud, name, timeout
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -69,7 +69,7 @@ class MasterPlayer(threading.Thread):
         from heatgen.sandbox.master import SandboxMaster
 
         player = SandboxMaster(self.cloud, SilentReporter())
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + self.timeout
         while not self.done.is_set() and not player.done and time.monotonic() < deadline:
             stack = self.cloud.get_stack(self.name)
             if stack is not None and stack.in_progress:

@@ -43,7 +43,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from compare_cli import MasterPlayer  # noqa: E402  (bench/ is this script's directory)
 
 from tests.faultproxy import FaultProxy, write_clouds_yaml  # noqa: E402
 
@@ -141,27 +142,6 @@ def run(argv: list[str], env: dict[str, str]) -> None:
                            f"{done.stderr[-2000:]}")
 
 
-class MasterPlayer(threading.Thread):
-    """Signals the wait condition of stack ``name`` once it waits, as heatgen does itself."""
-
-    def __init__(self, cloud: Any, name: str) -> None:
-        super().__init__(daemon=True)
-        self.cloud, self.name = cloud, name
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        from heatgen.ops.report import SilentReporter
-        from heatgen.sandbox.master import SandboxMaster
-
-        player = SandboxMaster(self.cloud, SilentReporter())
-        deadline = time.monotonic() + 600
-        while not self.done.is_set() and not player.done and time.monotonic() < deadline:
-            stack = self.cloud.get_stack(self.name)
-            if stack is not None and stack.in_progress:
-                player.attach(stack.id)
-            time.sleep(0.2)
-
-
 def _epoch(stamp: str) -> float:
     return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
@@ -194,7 +174,7 @@ def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, 
                 for tool in TOOLS:
                     player = None
                     if tool == "openstack" and op == "deploy":
-                        player = MasterPlayer(cloud, names[tool])
+                        player = MasterPlayer(cloud, names[tool], timeout=600)
                         player.start()
                     counter.mark()
                     started = time.monotonic()

@@ -58,14 +58,19 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """Start the sandbox once per session and stop it (with its data) at the end."""
     if not sandbox_installed():
         pytest.skip("needs the sandbox extra: pip install 'heatgen[sandbox]'")
+    from heatgen.sandbox.settings import on_free_ports
+
+    yield from _running(on_free_ports(tmp_path_factory.mktemp("sandbox")))
+
+
+def _running(config: Any, progress: Any = None) -> Iterator[Sandbox]:
+    """A sandbox started with ``config``, stopped (with all it made) when the caller is done."""
     from heatclient import client as heat_client
 
     from heatgen.sandbox import control
-    from heatgen.sandbox.settings import on_free_ports
 
-    config = on_free_ports(tmp_path_factory.mktemp("sandbox"))
-    started = control.up(config)
     try:
+        started = control.up(config, progress=progress)
         session = control.session(config)
         yield Sandbox(
             config=config,
@@ -106,21 +111,7 @@ def pool_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         pytest.skip(reason)
     from dataclasses import replace
 
-    from heatclient import client as heat_client
-
-    from heatgen.sandbox import control
     from heatgen.sandbox.settings import on_free_ports
 
     config = replace(on_free_ports(tmp_path_factory.mktemp("pool-sandbox")), pool=True)
-    try:
-        started = control.up(config, progress=lambda message: print(f"pool sandbox: {message}"))
-        session = control.session(config)
-        yield Sandbox(
-            config=config,
-            auth=control.auth_dict(config),
-            session=session,
-            heat=heat_client.Client("1", session=session),
-            startup_seconds=started.startup_seconds or 0.0,
-        )
-    finally:
-        control.down(config)
+    yield from _running(config, progress=lambda message: print(f"pool sandbox: {message}"))

@@ -115,3 +115,16 @@ def pool_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
     config = replace(on_free_ports(tmp_path_factory.mktemp("pool-sandbox")), pool=True)
     yield from _running(config, progress=lambda message: print(f"pool sandbox: {message}"))
+
+
+def heatgen_runner(capsys: Any) -> Any:
+    """``run(*args)``: `heatgen ARGS` in this process; returns (exit code, stdout, stderr)."""
+    from heatgen.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

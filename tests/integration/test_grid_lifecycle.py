@@ -14,9 +14,7 @@ from typing import Any
 
 import pytest
 
-from heatgen.cli import main
-
-from .conftest import REPO, Sandbox
+from .conftest import REPO, Sandbox, heatgen_runner
 
 pytestmark = pytest.mark.sandbox
 
@@ -29,14 +27,7 @@ def cli(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Any:
     monkeypatch.setenv("HEATGEN_SANDBOX_DIR", str(sandbox.config.state_dir))
     for name in ("OS_CLOUD", "OS_AUTH_URL"):
         monkeypatch.delenv(name, raising=False)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return heatgen_runner(capsys)
 
 
 def _site(tmp_path: Path, name: str, variant: str = "", **replace: str) -> Path:

@@ -21,7 +21,7 @@ import pytest
 
 from heatgen.cli import main
 
-from .conftest import REPO, Sandbox
+from .conftest import REPO, Sandbox, heatgen_runner
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.pool]
 
@@ -34,14 +34,7 @@ FAST_NEGOTIATOR = '  extra_config: ["NEGOTIATOR_INTERVAL = 5", "NEGOTIATOR_CYCLE
 @pytest.fixture
 def cli(pool_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Any:
     monkeypatch.setenv("HEATGEN_SANDBOX_DIR", str(pool_sandbox.config.state_dir))
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return heatgen_runner(capsys)
 
 
 def _site(tmp_path: Path, name: str, **replace: str) -> Path:

@@ -245,10 +245,6 @@ class SandboxMaster:
             self.signal(stack_id)
 
     @property
-    def signalled(self) -> bool:
-        return contract.WAIT_HANDLE in self.sent
-
-    @property
     def done(self) -> bool:
         return all(handle in self.sent for handle in self.handles)
 

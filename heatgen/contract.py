@@ -8,7 +8,8 @@ rendered example). Secret outputs are pre-signed URLs: shown only on request
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,128 @@ OUTPUTS: Mapping[str, bool] = {
 }
 SECRET_OUTPUTS = frozenset(key for key, secret in OUTPUTS.items() if secret)
 OPTIONAL_OUTPUTS = frozenset({"alarm_query"})
+# Outputs each worker group has: the names above in a single-group grid, suffixed with the
+# group (``worker_count_gpu``) in a grid of several.
+GROUP_OUTPUTS = (
+    "scale_up_url", "scale_down_url", "scale_up_alarm_url", "scale_down_alarm_url",
+    "alarm_query", "worker_count", "worker_server_ids", "worker_private_ips",
+)
+# The single group of a ``workers:`` site: rendered under the names it always had.
+DEFAULT_GROUP = "workers"
+
+
+@dataclass(frozen=True)
+class GroupNames:
+    """What one worker group is called in the rendered grid: its AutoScalingGroup, its Heat
+    parameters, policies, alarms, outputs and member files.
+
+    The one group of a ``workers:`` site keeps the names of a single-group grid (``workers``,
+    ``worker_desired``, ``scale_up_policy``...); each group of ``worker_groups`` gets them
+    suffixed with its key (the name with ``-`` as ``_``, which Heat accepts everywhere):
+    ``workers_gpu``, ``worker_desired_gpu``, ``scale_up_policy_gpu``.
+    """
+
+    group: str  # the group's name: DEFAULT_GROUP for a ``workers:`` site
+    single: bool  # the one group of a ``workers:`` site (no suffix, no group tag)
+
+    @classmethod
+    def of(cls, group: str | None) -> GroupNames:
+        """The names of group ``group``; None: the single group of a ``workers:`` site."""
+        return cls(DEFAULT_GROUP, True) if group is None else cls(group, False)
+
+    @classmethod
+    def from_resource(cls, resource: str) -> GroupNames | None:
+        """The names of the group whose AutoScalingGroup is ``resource`` (a group's key maps
+        back to its name: names have no ``_``); None if it is no worker group's."""
+        if resource == WORKER_GROUP:
+            return cls.of(None)
+        key = resource.removeprefix(f"{WORKER_GROUP}_")
+        if key == resource or not re.fullmatch(r"[a-z][a-z0-9_]{0,19}", key):
+            return None
+        return cls.of(key.replace("_", "-"))
+
+    @property
+    def key(self) -> str:
+        return self.group.replace("-", "_")
+
+    def suffixed(self, name: str) -> str:
+        return name if self.single else f"{name}_{self.key}"
+
+    @property
+    def resource(self) -> str:
+        """The OS::Heat::AutoScalingGroup."""
+        return self.suffixed(WORKER_GROUP)
+
+    @property
+    def member_type(self) -> str:
+        return "HeatGen::Grid::Worker" + ("" if self.single else f"::{self.group}")
+
+    @property
+    def member_template(self) -> str:
+        return "worker.yaml" if self.single else f"worker-{self.group}.yaml"
+
+    @property
+    def boot_file(self) -> str:
+        return "worker-boot.yaml" if self.single else f"worker-boot-{self.group}.yaml"
+
+    @property
+    def desired(self) -> str:
+        return self.suffixed("worker_desired")
+
+    @property
+    def min(self) -> str:
+        return self.suffixed("worker_min")
+
+    @property
+    def max(self) -> str:
+        return self.suffixed("worker_max")
+
+    @property
+    def site_desired(self) -> str:
+        """The config's desired size at the last deploy (never changed by scaling)."""
+        return self.suffixed("site_worker_desired")
+
+    @property
+    def capacity(self) -> tuple[str, str, str]:
+        """The parameters `heatgen scale` may PATCH for this group: min, max, desired."""
+        return (self.min, self.max, self.desired)
+
+    def output(self, name: str) -> str:
+        """This group's output ``name`` (one of :data:`GROUP_OUTPUTS`)."""
+        if name not in GROUP_OUTPUTS:
+            raise KeyError(name)
+        return self.suffixed(name)
+
+
+def group_of_resource(name: str, groups: Sequence[GroupNames]) -> GroupNames | None:
+    """The group whose AutoScalingGroup resource is ``name``, if any."""
+    return next((group for group in groups if group.resource == name), None)
+
+
+def deployed_groups(template: Mapping[str, Any]) -> list[GroupNames]:
+    """The worker groups of a deployed template, in template order."""
+    found = (GroupNames.from_resource(name) for name in worker_group_resources(template))
+    return [names for names in found if names is not None]
+
+
+def worker_group_resources(template: Mapping[str, Any]) -> dict[str, str]:
+    """The worker groups of a deployed template: AutoScalingGroup name -> member type, read
+    from the template itself (so a group the site no longer lists is still found)."""
+    resources = template.get("resources")
+    found: dict[str, str] = {}
+    for name, body in (resources.items() if isinstance(resources, Mapping) else ()):
+        if not isinstance(body, Mapping) or body.get("type") != "OS::Heat::AutoScalingGroup":
+            continue
+        member = (body.get("properties") or {}).get("resource") or {}
+        member_type = member.get("type") if isinstance(member, Mapping) else None
+        if isinstance(member_type, str) and member_type.startswith("HeatGen::Grid::Worker"):
+            found[str(name)] = member_type
+    return found
+
+
+def secret_output(key: str) -> bool:
+    """Whether the output ``key`` of any group is a secret (a pre-signed or signal URL)."""
+    return any(key == name or key.startswith(f"{name}_") for name in SECRET_OUTPUTS)
 
 
 def _text(value: Any) -> str | None:
@@ -74,13 +197,16 @@ class GridOutputs:
     scale_down_url: str | None = None
 
     @classmethod
-    def of(cls, outputs: Mapping[str, Any]) -> GridOutputs:
+    def of(cls, outputs: Mapping[str, Any], group: GroupNames | None = None) -> GridOutputs:
+        """The outputs of a grid; the worker values of ``group`` (default: the single group
+        of a ``workers:`` site)."""
+        names = group or GroupNames.of(None)
         return cls(
             master_floating_ip=_text(outputs.get("master_floating_ip")),
             master_private_ip=_text(outputs.get("master_private_ip")),
-            worker_count=as_int(outputs.get("worker_count")),
-            worker_server_ids=_by_member(outputs.get("worker_server_ids")),
-            worker_private_ips=_by_member(outputs.get("worker_private_ips")),
-            scale_up_url=_text(outputs.get("scale_up_url")),
-            scale_down_url=_text(outputs.get("scale_down_url")),
+            worker_count=as_int(outputs.get(names.output("worker_count"))),
+            worker_server_ids=_by_member(outputs.get(names.output("worker_server_ids"))),
+            worker_private_ips=_by_member(outputs.get(names.output("worker_private_ips"))),
+            scale_up_url=_text(outputs.get(names.output("scale_up_url"))),
+            scale_down_url=_text(outputs.get(names.output("scale_down_url"))),
         )

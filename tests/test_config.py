@@ -128,7 +128,7 @@ def test_defaults_of_the_minimal_site() -> None:
         (
             MINIMAL.replace("workers:", "wrokers:\n  image: x\nworkers:"),
             ["wrokers: unknown field (allowed: autoscaling, cloud, condor, heat_template_version, "
-             "keypair, master, network, site, wait_timeout, workers)"],
+             "keypair, master, network, site, wait_timeout, worker_groups, workers)"],
         ),
         (
             MINIMAL.replace("  vcpus: 1", "  vcpus: 1\n  vcpu: 2"),
@@ -138,13 +138,15 @@ def test_defaults_of_the_minimal_site() -> None:
             MINIMAL.replace("network:\n", "network: ext\nold_network:\n"),
             ["network: must be a mapping (got 'ext')",
              "old_network: unknown field (allowed: autoscaling, cloud, condor, "
-             "heat_template_version, keypair, master, network, site, wait_timeout, workers)"],
+             "heat_template_version, keypair, master, network, site, wait_timeout, worker_groups, "
+             "workers)"],
         ),
         (
             MINIMAL + "master_extra: 1\nautoscaling:\n  scale_in: sometimes\n",
             ["autoscaling.scale_in: must be 'alarm', 'guarded' or 'off' (got 'sometimes')",
              "master_extra: unknown field (allowed: autoscaling, cloud, condor, "
-             "heat_template_version, keypair, master, network, site, wait_timeout, workers)"],
+             "heat_template_version, keypair, master, network, site, wait_timeout, worker_groups, "
+             "workers)"],
         ),
         (
             MINIMAL.replace("  pool_name: mini", "  pool_name: mini\n  version: latest"),
@@ -336,7 +338,9 @@ def test_schema_command_prints_the_json_schema(capsys: Any) -> None:
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert schema["title"] == "heatgen site config"
-    assert set(schema["required"]) == {"site", "keypair", "network", "master", "workers", "condor"}
+    assert set(schema["required"]) == {"site", "keypair", "network", "master", "condor"}
+    # exactly one of the two forms of the worker groups
+    assert schema["oneOf"] == [{"required": ["workers"]}, {"required": ["worker_groups"]}]
     assert schema["additionalProperties"] is False
     # The schema accepts what the loader accepts: every example validates against it.
     jsonschema = pytest.importorskip("jsonschema")

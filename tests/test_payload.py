@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from heatgen.config import OsFamily, load_site, parse_yaml, validate_site
 from heatgen.errors import ConfigError
-from heatgen.render import CLOUD_CONFIGS, MASTER_BOOT, WORKER_BOOT, render_site
+from heatgen.render import CLOUD_CONFIGS, MASTER_BOOT, WORKER_BOOT, cloud_configs, render_site
 from heatgen.render.payload import (
     DISTRIBUTIONS,
     payload_context,
@@ -75,11 +75,19 @@ SECURITY_LEVELS = (
 )
 
 EXAMPLES = example_paths()
-CASES = [(example, name) for example in EXAMPLES for name in CLOUD_CONFIGS]
+CASES = [(example, name) for example in EXAMPLES for name in cloud_configs(load_site(example))]
+# every worker boot payload of every example: one per worker group
+WORKER_CASES = [case for case in CASES if case[1] != MASTER_BOOT]
 
 
 def _case_id(case: tuple[Path, str]) -> str:
-    return f"{case[0].stem}-{case[1].split('-')[0]}"
+    return f"{case[0].stem}-{case[1].removesuffix('.yaml').replace('-boot', '')}"
+
+
+def _groups(example: Path) -> list[tuple[str, str, str]]:
+    """(AutoScalingGroup, member template, boot payload) of each worker group."""
+    return [(g.names.resource, g.names.member_template, g.names.boot_file)
+            for g in load_site(example).groups]
 
 
 @cache
@@ -211,11 +219,13 @@ def test_scripts_never_trace_and_are_root_only(case: tuple[Path, str]) -> None:
 def test_rendered_files_hold_only_the_secret_marker(example: Path) -> None:
     files = _rendered(example)
     # The signing key reaches only the master's payload; the workers get the master's token.
-    homes = {MASTER_BOOT: ("__HEATGEN_POOL_SECRET__", "/etc/heatgen/pool-secret"),
-             WORKER_BOOT: ("__HEATGEN_WORKER_TOKEN__", "/etc/heatgen/worker-token")}
+    groups = _groups(example)
+    homes = {MASTER_BOOT: ("__HEATGEN_POOL_SECRET__", "/etc/heatgen/pool-secret")}
+    homes.update({boot: ("__HEATGEN_WORKER_TOKEN__", "/etc/heatgen/worker-token")
+                  for _, _, boot in groups})
     for name, text in files.items():
         assert SECRET not in text and WORKER_TOKEN not in text
-        if name in CLOUD_CONFIGS:
+        if name in homes:
             marker, path = homes[name]
             assert text.count(marker) == 1, name
             secret = _entry(text, path)
@@ -225,35 +235,36 @@ def test_rendered_files_hold_only_the_secret_marker(example: Path) -> None:
             for entry in _write_files(text):
                 if entry["path"] != path:
                     assert marker not in entry["content"], entry["path"]
-    assert "POOL_SECRET" not in files[WORKER_BOOT] and "pool_secret" not in files["worker.yaml"]
-    assert "passwords.d" not in files[WORKER_BOOT]
     main = parse_yaml(files["grid.yaml"], "grid.yaml")
     outputs = json.dumps(main["outputs"])
     assert "pool_secret" not in outputs and "worker_token" not in outputs
-    member = main["resources"]["workers"]["properties"]["resource"]["properties"]
-    assert member["worker_token"] == {"get_attr": ["worker_token_wait", "data"]}
-    assert "pool_secret" not in json.dumps(main["resources"]["workers"])
-    worker_params = parse_yaml(files["worker.yaml"], "worker.yaml")["parameters"]
-    assert worker_params["worker_token"]["hidden"] is True
+    for resource, member_template, boot in groups:
+        assert "POOL_SECRET" not in files[boot] and "pool_secret" not in files[member_template]
+        assert "passwords.d" not in files[boot]
+        member = main["resources"][resource]["properties"]["resource"]["properties"]
+        assert member["worker_token"] == {"get_attr": ["worker_token_wait", "data"]}
+        assert "pool_secret" not in json.dumps(main["resources"][resource])
+        worker_params = parse_yaml(files[member_template], member_template)["parameters"]
+        assert worker_params["worker_token"]["hidden"] is True
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_heat_markers_are_fed_by_the_templates(example: Path) -> None:
     files = _rendered(example)
     grid = parse_yaml(files["grid.yaml"], "grid.yaml")
-    member = parse_yaml(files["worker.yaml"], "worker.yaml")
     master_params = grid["resources"]["master"]["properties"]["user_data"]["str_replace"]["params"]
-    worker_params = member["resources"]["server"]["properties"]["user_data"]["str_replace"][
-        "params"
-    ]
     used_master = {m for m in MARKERS if m in files[MASTER_BOOT]}
-    used_worker = {m for m in MARKERS if m in files[WORKER_BOOT]}
     assert used_master <= set(master_params)
-    assert used_worker <= set(worker_params)
     assert used_master == set(MASTER_MARKERS)
-    assert used_worker == set(WORKER_MARKERS)
-    leftover = re.findall(r"__HEATGEN_[A-Z_]+__", files[MASTER_BOOT] + files[WORKER_BOOT])
-    assert set(leftover) <= set(MARKERS)
+    for _, member_template, boot in _groups(example):
+        member = parse_yaml(files[member_template], member_template)
+        user_data = member["resources"]["server"]["properties"]["user_data"]["str_replace"]
+        assert user_data["template"] == {"get_file": boot}
+        used_worker = {m for m in MARKERS if m in files[boot]}
+        assert used_worker <= set(user_data["params"])
+        assert used_worker == set(WORKER_MARKERS)
+        leftover = re.findall(r"__HEATGEN_[A-Z_]+__", files[MASTER_BOOT] + files[boot])
+        assert set(leftover) <= set(MARKERS)
 
 
 # --- running the setup scripts ---------------------------------------------------------------
@@ -655,9 +666,9 @@ def test_master_reports_a_failed_success_signal_as_exit_status(tmp_path: Path, h
     assert WC_TOKEN not in run.stdout + run.stderr
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
-def test_worker_joins_with_its_server_id(example: Path, tmp_path: Path) -> None:
-    run = _run_setup(_cloud_config(example, WORKER_BOOT), WORKER_SCRIPT, tmp_path)
+@pytest.mark.parametrize("case", WORKER_CASES, ids=_case_id)
+def test_worker_joins_with_its_server_id(case: tuple[Path, str], tmp_path: Path) -> None:
+    run = _run_setup(_cloud_config(*case), WORKER_SCRIPT, tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     server_conf = run.root / "etc/condor/config.d/60-heatgen-server-id.conf"
     text = server_conf.read_text(encoding="utf-8")
@@ -859,6 +870,8 @@ def _param_names() -> list[str]:
         "SLOT_TYPE_1_PARTITIONABLE",
         "STARTD_ATTRS",
         "HeatGenServerId",
+        "HeatGenGroup",
+        "MACHINE_RESOURCE_INVENTORY_GPUs",
         "MAX_JOBS_RUNNING",
         "SECURITY_MODEL",
         "MAXJOBRETIREMENTTIME",
@@ -910,11 +923,14 @@ def test_htcondor_parses_the_master_configuration(
     _assert_no_open_write(run.root)
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
-def test_htcondor_parses_the_worker_configuration(example: Path, tmp_path: Path) -> None:
-    run = _run_setup(_cloud_config(example, WORKER_BOOT), WORKER_SCRIPT, tmp_path)
+@pytest.mark.parametrize("case", WORKER_CASES, ids=_case_id)
+def test_htcondor_parses_the_worker_configuration(case: tuple[Path, str],
+                                                  tmp_path: Path) -> None:
+    example, boot = case
+    run = _run_setup(_cloud_config(example, boot), WORKER_SCRIPT, tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     site = load_site(example)
+    group = next(g for g in site.groups if g.names.boot_file == boot)
     params = _htcondor_params(run.root, _param_names())
     assert (params["DAEMON_LIST"] or "").split() == ["MASTER", "STARTD"]
     _check_security(params, run.root)
@@ -928,8 +944,19 @@ def test_htcondor_parses_the_worker_configuration(example: Path, tmp_path: Path)
         assert params["NUM_SLOTS_TYPE_1"] == "1"
         assert (params["SLOT_TYPE_1_PARTITIONABLE"] or "").lower() == "true"
         assert params["SLOT_TYPE_1"] == "100%"
-    if site.condor.start is not None:
+    if group.start is not None:
+        assert params["START"] == group.start  # (the groups example has no condor.start)
+    elif site.condor.start is not None:
         assert params["START"] == site.condor.start
+    if group.names.single:
+        assert params["HeatGenGroup"] is None
+    else:
+        # the group's name, advertised so that jobs can ask for it
+        assert params["HeatGenGroup"] == f'"{group.name}"'
+        assert "HeatGenGroup" in (params["STARTD_ATTRS"] or "")
+    # HTCondor's GPU discovery (feature:GPUs) only on a group with GPUs
+    discovery = params["MACHINE_RESOURCE_INVENTORY_GPUs"] or ""
+    assert ("condor_gpu_discovery" in discovery) == bool(group.gpus), discovery
     assert params["MAXJOBRETIREMENTTIME"] == str(site.condor.retirement_time)
     _assert_no_open_write(run.root)
 

@@ -16,11 +16,13 @@ from heatgen.cli import main
 from heatgen.config import load_site
 from heatgen.errors import RenderError
 from heatgen.render import (
-    CLOUD_CONFIGS,
     ENVIRONMENT,
     HOT_FILES,
     MAIN_TEMPLATE,
     MEMBER_TEMPLATE,
+    cloud_configs,
+    hot_files,
+    output_files,
     render_site,
     write_rendered,
 )
@@ -39,13 +41,16 @@ def _rendered(example: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("example", example_paths(), ids=lambda p: p.stem)
 def test_every_output_parses_with_heatclient(example: Path, tmp_path: Path) -> None:
-    write_rendered(render_site(load_site(example)), tmp_path)
-    for name in HOT_FILES:
+    site = load_site(example)
+    write_rendered(render_site(site), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(output_files(site))
+    for name in hot_files(site):
         doc = template_format.parse((tmp_path / name).read_text())
-        assert doc["heat_template_version"] == load_site(example).heat_template_version
+        assert doc["heat_template_version"] == site.heat_template_version
     env = environment_format.parse((tmp_path / ENVIRONMENT).read_text())
-    assert env["resource_registry"] == {"HeatGen::Grid::Worker": "worker.yaml"}
-    for name in CLOUD_CONFIGS:
+    assert env["resource_registry"] == {
+        g.names.member_type: g.names.member_template for g in site.groups}
+    for name in cloud_configs(site):
         assert (tmp_path / name).read_text().startswith("#cloud-config\n")
     # The way deploy hands the files to Heat: heatclient resolves get_file and the registry.
     files, template = template_utils.get_template_contents(str(tmp_path / MAIN_TEMPLATE))
@@ -53,9 +58,10 @@ def test_every_output_parses_with_heatclient(example: Path, tmp_path: Path) -> N
         env_paths=[str(tmp_path / ENVIRONMENT)]
     )
     assert any(key.endswith("/master-boot.yaml") for key in files)
-    worker_url = env_doc["resource_registry"]["HeatGen::Grid::Worker"]
-    assert worker_url in env_files
-    assert any(key.endswith("/worker-boot.yaml") for key in env_files)
+    for group in site.groups:
+        worker_url = env_doc["resource_registry"][group.names.member_type]
+        assert worker_url in env_files
+        assert any(key.endswith(f"/{group.names.boot_file}") for key in env_files)
 
 
 @pytest.mark.parametrize("example", example_paths(), ids=lambda p: p.stem)
@@ -70,7 +76,7 @@ def test_render_is_deterministic_across_processes(example: Path, tmp_path: Path)
         )
         outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
     assert outputs[0] == outputs[1]
-    assert len(outputs[0]) == 5
+    assert len(outputs[0]) == len(output_files(load_site(example)))
 
 
 def test_thesis_master_port_floating_ip_and_wait_condition() -> None:
@@ -276,7 +282,7 @@ def test_override_with_dangling_reference_is_a_render_error(tmp_path: Path) -> N
     source = (REPO / "templates" / "grid.yaml.j2").read_text()
     (override / "grid.yaml.j2").write_text(
         source.replace("depends_on: [master_wait,", "depends_on: [master_wiat,")
-        .replace("{get_param: worker_flavor}", "{get_param: worker_flavour}")
+        .replace('{get_param: {{ g.n("worker_flavor") }}}', "{get_param: worker_flavour}")
     )
     with pytest.raises(RenderError) as caught:
         render_site(load_site(EXAMPLES / "minimal.yaml"), templates_dir=override)

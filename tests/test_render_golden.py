@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from heatgen.config import load_site
-from heatgen.render import OUTPUT_FILES, render_site
+from heatgen.render import output_files, render_site
 
 from .conftest import REPO, example_paths
 
@@ -28,13 +28,15 @@ def test_example_matches_golden(example: Path, regen_golden: bool) -> None:
         expected_dir.mkdir(parents=True)
         for name, text in grid.files.items():
             (expected_dir / name).write_text(text, encoding="utf-8")
-    assert sorted(p.name for p in expected_dir.iterdir()) == sorted(OUTPUT_FILES)
-    for name in OUTPUT_FILES:
+    names = output_files(grid.site)
+    assert sorted(p.name for p in expected_dir.iterdir()) == sorted(names)
+    for name in names:
         expected = (expected_dir / name).read_text(encoding="utf-8")
         assert grid.files[name] == expected, f"{example.stem}/{name} differs from golden"
 
 
 def test_every_example_has_a_golden_case() -> None:
     stems = {p.stem for p in example_paths()}
-    assert {"minimal", "thesis", "prometheus", "manual", "volume"} <= stems
+    assert {"minimal", "thesis", "prometheus", "manual", "volume", "groups",
+            "groups-prometheus"} <= stems
     assert stems == {p.name for p in GOLDEN.iterdir() if p.is_dir()}

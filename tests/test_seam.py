@@ -50,14 +50,25 @@ def test_implementations_have_every_protocol_method_with_its_parameters(
 def test_contract_names_every_output_and_resource_the_grid_renders(example: object) -> None:
     from heatclient.common import template_format
 
-    grid = render_site(load_site(example))  # type: ignore[arg-type]
+    site = load_site(example)  # type: ignore[arg-type]
+    grid = render_site(site)
     template = template_format.parse(grid.files[MAIN_TEMPLATE])
     outputs = set(template["outputs"])
-    assert outputs <= set(contract.OUTPUTS)
-    assert set(contract.OUTPUTS) - outputs <= contract.OPTIONAL_OUTPUTS
+    # Every output is the contract's: the grid's own, and each group's under its names.
+    groups = [g.names for g in site.groups]
+    shared = set(contract.OUTPUTS) - set(contract.GROUP_OUTPUTS)
+    expected = shared | {g.output(name) for g in groups for name in contract.GROUP_OUTPUTS}
+    optional = {g.output(name) for g in groups for name in contract.OPTIONAL_OUTPUTS}
+    assert outputs <= expected
+    assert expected - outputs <= optional
     resources = set(template["resources"])
-    named = {contract.WORKER_GROUP, contract.WAIT_HANDLE, contract.WAIT_CONDITION}
+    named = {contract.WAIT_HANDLE, contract.WAIT_CONDITION, *(g.resource for g in groups)}
     assert named | contract.PROTECTED_RESOURCES <= resources
+    # The deployed template tells which groups it has, whatever the site says now.
+    assert set(contract.worker_group_resources(template)) == {g.resource for g in groups}
+    # Secret outputs are known as secrets under every group's name.
+    assert {key for key in outputs if contract.secret_output(key)} == {
+        g.output(name) for g in groups for name in contract.SECRET_OUTPUTS}
 
 
 def test_grid_outputs_read_heat_values_and_tolerate_nulls() -> None:

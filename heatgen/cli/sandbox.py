@@ -127,10 +127,12 @@ def register(sub: Any) -> None:
         "load", parents=[common],
         help="push CPU samples for a deployed grid's workers (needs `up --telemetry`)",
         description="Keep a Gnocchi `instance` resource per worker of the grid (server_group = "
-        "the stack id, written as Ceilometer would) and push cumulative `cpu` measures at the "
-        "given percentage, one per granularity bucket. Ctrl-C stops it.",
+        "the group's metering.server_group, written as Ceilometer would) and push cumulative "
+        "`cpu` measures at the given percentage, one per granularity bucket. Ctrl-C stops it.",
     )
     load.add_argument("site", type=Path, metavar="SITE.yaml", help="the site config")
+    load.add_argument("--group", metavar="NAME", default=None,
+                      help="the worker group to load (needed when the site has several)")
     load.add_argument("--cpu", type=float, required=True, metavar="PERCENT",
                       help="CPU load of every worker, 0-100")
     load.add_argument("--duration", type=float, default=None, metavar="S",
@@ -309,7 +311,7 @@ def _load(args: argparse.Namespace) -> int:
         print(f"load: {message}", file=sys.stderr, flush=True)
 
     result = loadgen.run_for_site(args.site, args.cpu, duration=args.duration,
-                                  state_dir=args.state_dir, progress=progress)
+                                  state_dir=args.state_dir, progress=progress, group=args.group)
     print(f"pushed {result.samples} samples for {result.workers_seen} workers "
           f"over {result.elapsed:.0f} s")
     return 0

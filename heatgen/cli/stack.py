@@ -66,6 +66,9 @@ def register(sub: Any) -> None:
         "workers, asked of the HTCondor pool. 0 parks the grid (needs a minimum of 0).",
     )
     add_site(scale)
+    scale.add_argument("--group", metavar="NAME",
+                       help="the worker group to resize (needed when the site lists several "
+                            "under worker_groups); the other groups are left alone")
     scale.add_argument("--workers", type=int, required=True, metavar="N",
                        help="the group's new size (0 parks the grid)")
     scale.add_argument("--min", type=int, metavar="A",
@@ -181,7 +184,7 @@ def _deploy(args: argparse.Namespace) -> int:
 def _scale(args: argparse.Namespace) -> int:
     from heatgen.cli.output import print_plan
     from heatgen.config import load_site
-    from heatgen.ops.scale import ScaleRequest, check_request, scale
+    from heatgen.ops.scale import ScaleRequest, check_request, requested_group, scale
 
     site = load_site(args.site)
     request = ScaleRequest(
@@ -189,8 +192,10 @@ def _scale(args: argparse.Namespace) -> int:
         wait=not args.no_wait, timeout=args.timeout or 1800.0, wait_for_idle=args.wait_for_idle,
         force=args.force, drain=args.drain, drain_timeout=args.drain_timeout,
         resume=args.resume, stall_timeout=args.stall_timeout, site_label=args.site,
+        group=args.group,
     )
     check_request(request, site)  # before any API call
+    requested_group(site, request)
     target = common.open_target(site, args.os_cloud)
     report = _reporter(args)
     try:
@@ -211,7 +216,7 @@ def _scale(args: argparse.Namespace) -> int:
     if plan is not None:
         print_plan(plan.lines())
     stack = result.stack
-    wanted = result.parameters["worker_desired"]
+    wanted = result.wanted
     if result.action == "planned":
         print(f"dry run: the group would go from {len(plan.members) if plan else '?'} to "
               f"{wanted} workers; nothing was changed")

@@ -1,11 +1,11 @@
-"""The worker group's members as the cloud lists them: the one member type heatgen has."""
+"""The worker groups' members as the cloud lists them: the one member type heatgen has."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from heatgen.cloud.interface import Cloud, Stack
-from heatgen.contract import WORKER_GROUP, GridOutputs
+from heatgen.contract import GridOutputs, GroupNames
 
 
 @dataclass(frozen=True)
@@ -24,27 +24,33 @@ class Member:
     nested_stack_id: str = ""
     created: str = ""
     reason: str = ""
+    group: str = "workers"  # the group's name ("workers": the one group of a workers: site)
 
 
-def group_members(cloud: Cloud, stack: Stack) -> list[Member]:
-    """The group's members, oldest first; server ids and IPs from the stack's outputs."""
-    outputs = GridOutputs.of(stack.outputs)
-    server_ids = outputs.worker_server_ids or {}
-    addresses = outputs.worker_private_ips or {}
-    members = [
-        r for r in cloud.resources(stack.id, nested_depth=1) if r.parent == WORKER_GROUP
-    ]
+def group_members(cloud: Cloud, stack: Stack, group: GroupNames | None = None) -> list[Member]:
+    """The members of ``group`` (None: of every group), oldest first; server ids and IPs
+    from the stack's outputs."""
+    listed = cloud.resources(stack.id, nested_depth=1)
+    by_group: dict[str, GroupNames] = {}
+    for r in listed:
+        names = GroupNames.from_resource(r.parent) if r.parent else None
+        if names is not None and (group is None or names == group):
+            by_group[r.parent] = names
+    members = [r for r in listed if r.parent in by_group]
     members.sort(key=lambda r: (r.created, r.name))
+    looked_up = {resource: GridOutputs.of(stack.outputs, names)
+                 for resource, names in by_group.items()}
     return [
         Member(
             name=r.name,
-            server_id=server_ids.get(r.name),
-            private_ip=addresses.get(r.name),
+            server_id=(looked_up[r.parent].worker_server_ids or {}).get(r.name),
+            private_ip=(looked_up[r.parent].worker_private_ips or {}).get(r.name),
             created_order=index,
             status=r.status,
             nested_stack_id=r.stack_id,
             created=r.created,
             reason=r.reason,
+            group=by_group[r.parent].group,
         )
         for index, r in enumerate(members)
     ]

@@ -6,17 +6,20 @@ from heatgen.config.loader import parse_document, parse_yaml
 from heatgen.config.model import (
     Autoscaling,
     Condor,
+    Group,
     Master,
     Network,
     OsFamily,
     ScaleIn,
     Site,
     Telemetry,
+    WorkerGroup,
     Workers,
 )
 from heatgen.config.validate import load_site, site_json_schema, validate_site
 
 __all__ = [
-    "Autoscaling", "Condor", "Master", "Network", "OsFamily", "ScaleIn", "Site", "Telemetry",
-    "Workers", "load_site", "parse_document", "parse_yaml", "site_json_schema", "validate_site",
+    "Autoscaling", "Condor", "Group", "Master", "Network", "OsFamily", "ScaleIn", "Site",
+    "Telemetry", "WorkerGroup", "Workers", "load_site", "parse_document", "parse_yaml",
+    "site_json_schema", "validate_site",
 ]

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from heatgen.contract import GroupNames
 
 # pydantic looks for plugins in the metadata of every installed distribution as each model is
 # built (about 80 ms with the OpenStack clients installed); heatgen's models take none. The
@@ -32,6 +35,8 @@ HEAT_TEMPLATE_VERSIONS = (
 WAIT_TIMEOUT_MAX = 43200
 
 SITE_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_.-]*$"
+GROUP_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,19}$"
+MAX_WORKER_GROUPS = 20
 CONDOR_VERSION_PATTERN = r"^[0-9]+\.(x|[0-9]+)$"
 # The boot payload drops ANONYMOUS and CLAIMTOBE, which needs HTCondor 24 on every node; the
 # one exception is Debian 13's own archive, whose only HTCondor is 23.9 (os: debian13 on every
@@ -130,6 +135,61 @@ class Autoscaling(_Model):
         return value
 
 
+class GroupAutoscaling(_Model):
+    """A worker group's overrides of the site's ``autoscaling`` section. The telemetry backend
+    and its granularity are the cloud's, so they are set for the whole site only."""
+
+    cpu_high: Percent | None = None
+    cpu_low: Percent | None = None
+    evaluation_periods: Annotated[int, Field(strict=True, ge=1, le=100)] | None = None
+    cooldown: Annotated[int, Field(strict=True, ge=0, le=86400)] | None = None
+    scale_up_step: Annotated[int, Field(strict=True, ge=1, le=1000)] | None = None
+    scale_down_step: Annotated[int, Field(strict=True, ge=1, le=1000)] | None = None
+    scale_in: ScaleIn | None = None
+
+    @field_validator("cpu_high", "cpu_low", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if value is not None and as_number(value) is None:
+            raise ValueError("must be a number")
+        return value
+
+    def over(self, site: Autoscaling) -> Autoscaling:
+        """The site's section with this group's overrides applied."""
+        given = {k: v for k, v in self.model_dump().items() if v is not None}
+        return site.model_copy(update=given)
+
+
+def _check_start(value: str | None) -> str | None:
+    if value is not None and "\n" in value:
+        raise ValueError("must be a single-line ClassAd expression")
+    if value is not None and MARKER_PREFIX in value:
+        raise ValueError(f"must not contain {MARKER_PREFIX!r}: Heat replaces it at boot")
+    return value
+
+
+class WorkerGroup(_Model):
+    """One group of ``worker_groups``: workers of one flavor, scaled on their own."""
+
+    name: Annotated[str, Field(pattern=GROUP_NAME_PATTERN)]
+    image: Name
+    flavor: Name
+    os: OsFamily = OsFamily.EL9
+    vcpus: Annotated[int, Field(strict=True, gt=0, le=1024)]
+    memory_mb: Annotated[int, Field(strict=True, gt=0, le=16 * 1024 * 1024)] | None = None
+    gpus: Annotated[int, Field(strict=True, ge=0, le=64)] = 0
+    min: Annotated[int, Field(strict=True, ge=0, le=10000)]
+    max: Annotated[int, Field(strict=True, ge=1, le=10000)]
+    desired: Annotated[int, Field(strict=True, ge=0, le=10000)]
+    start: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    autoscaling: GroupAutoscaling = GroupAutoscaling()
+
+    @field_validator("start")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        return _check_start(value)
+
+
 class Condor(_Model):
     pool_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=63)]
     version: Annotated[str, Field(pattern=CONDOR_VERSION_PATTERN)] = "24.0"
@@ -154,11 +214,7 @@ class Condor(_Model):
     @field_validator("start")
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
-        if value is not None and "\n" in value:
-            raise ValueError("must be a single-line ClassAd expression")
-        if value is not None and MARKER_PREFIX in value:
-            raise ValueError(f"must not contain {MARKER_PREFIX!r}: Heat replaces it at boot")
-        return value
+        return _check_start(value)
 
     @field_validator("extra_config")
     @classmethod
@@ -189,7 +245,12 @@ class Site(_Model):
     keypair: Name
     network: Network
     master: Master
-    workers: Workers
+    # One of the two (checked in heatgen.config.validate): `workers` is the shorthand for a
+    # single group, rendered under the names a grid of one group always had.
+    workers: Workers | None = None
+    worker_groups: Annotated[
+        list[WorkerGroup], Field(min_length=1, max_length=MAX_WORKER_GROUPS)
+    ] | None = None
     autoscaling: Autoscaling = Autoscaling()
     condor: Condor
     wait_timeout: Annotated[int, Field(strict=True, ge=1, le=WAIT_TIMEOUT_MAX)] = 1800
@@ -201,6 +262,58 @@ class Site(_Model):
         if text not in HEAT_TEMPLATE_VERSIONS:
             raise ValueError(f"must be one of {', '.join(HEAT_TEMPLATE_VERSIONS)}")
         return text
+
+    @property
+    def groups(self) -> tuple[Group, ...]:
+        """Every worker group, in config order: the one of ``workers``, or ``worker_groups``."""
+        if self.worker_groups is None:
+            assert self.workers is not None, "validate_site checks workers or worker_groups"
+            w = self.workers
+            return (Group(GroupNames.of(None), w.image, w.flavor, w.os, w.vcpus, None, 0,
+                          w.min, w.max, w.desired, None, self.autoscaling, "workers"),)
+        return tuple(
+            Group(GroupNames.of(g.name), g.image, g.flavor, g.os, g.vcpus, g.memory_mb, g.gpus,
+                  g.min, g.max, g.desired, g.start, g.autoscaling.over(self.autoscaling),
+                  f"worker_groups[{index}]")
+            for index, g in enumerate(self.worker_groups)
+        )
+
+    def group(self, name: str | None) -> Group | None:
+        """The group called ``name``; None: the only group (None if there are several)."""
+        groups = self.groups
+        if name is None:
+            return groups[0] if len(groups) == 1 else None
+        return next((g for g in groups if g.name == name), None)
+
+    @property
+    def grouped(self) -> bool:
+        """The site lists ``worker_groups`` (names carry the group), not ``workers``."""
+        return self.worker_groups is not None
+
+
+@dataclass(frozen=True)
+class Group:
+    """A worker group as the rest of heatgen sees it, whichever way the site gave it; its
+    ``autoscaling`` is the site's with the group's overrides applied."""
+
+    names: GroupNames
+    image: str
+    flavor: str
+    os: OsFamily
+    vcpus: int
+    memory_mb: int | None
+    gpus: int
+    min: int
+    max: int
+    desired: int
+    start: str | None
+    autoscaling: Autoscaling
+    where: str  # how hints name its fields: "workers" or "worker_groups[1]"
+
+    @property
+    def name(self) -> str:
+        return self.names.group
+
 
 
 # The models build their validators when first used (defer_build): only Site's is needed, which

@@ -16,6 +16,7 @@ from heatgen.config.model import (
     CONDOR_MIN_MAJOR,
     CONDOR_VERSION_PATTERN,
     DEBIAN13_CONDOR_CHANNEL,
+    USER_TEXT_BUDGET,
     Autoscaling,
     Condor,
     OsFamily,
@@ -93,35 +94,113 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _capacity_problems(node: Any, where: str) -> list[str]:
+    if not isinstance(node, dict):
+        return []
+    problems = []
+    low, high, want = (_int(node.get(k)) for k in ("min", "max", "desired"))
+    if low is not None and high is not None and high < low:
+        problems.append(f"{where}.max: must be >= {where}.min (got {high} < {low})")
+    if want is not None and low is not None and want < low:
+        problems.append(f"{where}.desired: must be >= {where}.min (got {want} < {low})")
+    if want is not None and high is not None and want > high:
+        problems.append(f"{where}.desired: must be <= {where}.max (got {want} > {high})")
+    return problems
+
+
+def _thresholds_problem(scaling: dict[str, Any], where: str,
+                        site: dict[str, Any] | None = None) -> list[str]:
+    """cpu_low below cpu_high, for the site's section or a group's overrides over it."""
+    default = Autoscaling.model_fields
+    base = site if site is not None else {}
+
+    def value(name: str) -> float | None:
+        given = scaling.get(name, base.get(name, default[name].default))
+        return as_number(given)
+
+    cpu_low, cpu_high = value("cpu_low"), value("cpu_high")
+    if cpu_low is None or cpu_high is None or cpu_low < cpu_high:
+        return []
+    if site is not None and "cpu_low" not in scaling and "cpu_high" not in scaling:
+        return []  # the site's own section says it
+    name = "cpu_low" if "cpu_low" in scaling or site is None else "cpu_high"
+    other = "cpu_high" if name == "cpu_low" else "cpu_low"
+    relation = "below" if name == "cpu_low" else "above"
+    other_where = where if other in scaling or site is None else "autoscaling"
+    shown = (cpu_low, cpu_high) if name == "cpu_low" else (cpu_high, cpu_low)
+    sign = ">=" if name == "cpu_low" else "<="
+    return [f"{where}.{name}: must be {relation} {other_where}.{other} "
+            f"(got {_num(shown[0])} {sign} {_num(shown[1])})"]
+
+
+def _group_problems(data: dict[str, Any]) -> list[str]:
+    groups = data.get("worker_groups")
+    if "workers" in data and "worker_groups" in data:
+        return ["worker_groups: cannot be given together with workers (workers is the "
+                "shorthand for a single group: list every group under worker_groups)"]
+    if "workers" not in data and "worker_groups" not in data:
+        return ["workers: required field is missing (or list the groups under worker_groups)"]
+    if not isinstance(groups, list):
+        return []
+    problems = []
+    seen: dict[str, int] = {}
+    scaling = data.get("autoscaling")
+    site_scaling = scaling if isinstance(scaling, dict) else {}
+    for index, group in enumerate(groups):
+        where = f"worker_groups[{index}]"
+        if not isinstance(group, dict):
+            continue
+        problems += _capacity_problems(group, where)
+        name = group.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(f"{where}.name: must be unique: worker_groups[{seen[name]}] "
+                                f"is also called {name!r}")
+            seen.setdefault(name, index)
+        overrides = group.get("autoscaling")
+        if isinstance(overrides, dict):
+            problems += _thresholds_problem(overrides, f"{where}.autoscaling", site_scaling)
+    return problems
+
+
 def _cross_field_problems(data: dict[str, Any]) -> list[str]:
     """Rules that span fields, checked on the raw data so they show beside type errors."""
-    problems = []
-    workers = data.get("workers")
-    if isinstance(workers, dict):
-        low, high, want = (_int(workers.get(k)) for k in ("min", "max", "desired"))
-        if low is not None and high is not None and high < low:
-            problems.append(f"workers.max: must be >= workers.min (got {high} < {low})")
-        if want is not None and low is not None and want < low:
-            problems.append(f"workers.desired: must be >= workers.min (got {want} < {low})")
-        if want is not None and high is not None and want > high:
-            problems.append(f"workers.desired: must be <= workers.max (got {want} > {high})")
+    problems = _capacity_problems(data.get("workers"), "workers") + _group_problems(data)
     scaling = data.get("autoscaling")
     if isinstance(scaling, dict):
-        default = Autoscaling.model_fields
-        cpu_low = as_number(scaling.get("cpu_low", default["cpu_low"].default))
-        cpu_high = as_number(scaling.get("cpu_high", default["cpu_high"].default))
-        if cpu_low is not None and cpu_high is not None and cpu_low >= cpu_high:
+        problems += _thresholds_problem(scaling, "autoscaling")
+    return problems + _os_version_problems(data) + _user_text_problems(data)
+
+
+def _user_text_problems(data: dict[str, Any]) -> list[str]:
+    """A group's start expression goes into its workers' user data beside the site's
+    HTCondor configuration: together they must fit (condor.extra_config's own check counts
+    condor.start)."""
+    condor = data.get("condor")
+    groups = data.get("worker_groups")
+    if not isinstance(condor, dict) or not isinstance(groups, list):
+        return []
+    texts = [condor.get("start"), *(condor.get("extra_config") or [])]
+    if not all(isinstance(t, str) or t is None for t in texts):
+        return []
+    base = sum(len(t.encode("utf-8")) + 7 for t in texts if t)
+    problems = []
+    for index, group in enumerate(groups):
+        start = group.get("start") if isinstance(group, dict) else None
+        if not isinstance(start, str) or len(start) > 4096:
+            continue
+        size = base + len(start.encode("utf-8")) + 7
+        if size > USER_TEXT_BUDGET:
             problems.append(
-                "autoscaling.cpu_low: must be below autoscaling.cpu_high "
-                f"(got {_num(cpu_low)} >= {_num(cpu_high)})"
-            )
-    return problems + _os_version_problems(data)
+                f"worker_groups[{index}].start: {size} bytes of HTCondor configuration (with "
+                f"condor.start and condor.extra_config) do not fit the user data Nova "
+                f"accepts: at most {USER_TEXT_BUDGET}")
+    return problems
 
 
-def _node_os(data: dict[str, Any], role: str) -> OsFamily | None:
-    """The ``os`` of ``role`` (master or workers) in the raw data: el9 when unset, None when
-    the value is not an image family (its own error says so)."""
-    node = data.get(role)
+def _os_of(node: Any) -> OsFamily | None:
+    """The ``os`` of a node section in the raw data: el9 when unset, None when the value is
+    not an image family (its own error says so)."""
     value = node.get("os", OsFamily.EL9.value) if isinstance(node, dict) else OsFamily.EL9.value
     try:
         return OsFamily(value)
@@ -129,21 +208,33 @@ def _node_os(data: dict[str, Any], role: str) -> OsFamily | None:
         return None
 
 
+def _worker_systems(data: dict[str, Any]) -> list[tuple[str, OsFamily | None]]:
+    """(field, os) of every worker group in the raw data."""
+    groups = data.get("worker_groups")
+    if "workers" not in data and isinstance(groups, list):
+        return [(f"worker_groups[{i}].os", _os_of(g)) for i, g in enumerate(groups)]
+    return [("workers.os", _os_of(data.get("workers")))]
+
+
 def _os_version_problems(data: dict[str, Any]) -> list[str]:
     """Debian 13's archive has only HTCondor 23.9, every other image family gets 24.0 or newer
     from HTCondor's repositories, and the pool runs one condor.version: so debian13 goes on
     every node with "23.9", or on none."""
-    master, workers = _node_os(data, "master"), _node_os(data, "workers")
-    if master is None or workers is None:
+    master = _os_of(data.get("master"))
+    workers = _worker_systems(data)
+    if master is None or any(system is None for _, system in workers):
         return []
     debian = OsFamily.DEBIAN_13
-    if (master is debian) != (workers is debian):
-        return [
-            f"workers.os: must be debian13 on both the master and the workers or on neither: "
-            f'Debian 13 ships only HTCondor "{DEBIAN13_CONDOR_CHANNEL}", the other images need '
-            f"{CONDOR_MIN_MAJOR}.0 or newer, and the pool runs one condor.version "
-            f"(got {workers.value!r} with master.os {master.value!r})"
-        ]
+    for where, system in workers:
+        if (master is debian) != (system is debian):
+            assert system is not None
+            nodes = "the workers" if where == "workers.os" else "every worker group"
+            return [
+                f"{where}: must be debian13 on both the master and {nodes} or on neither: "
+                f'Debian 13 ships only HTCondor "{DEBIAN13_CONDOR_CHANNEL}", the other images '
+                f"need {CONDOR_MIN_MAJOR}.0 or newer, and the pool runs one condor.version "
+                f"(got {system.value!r} with master.os {master.value!r})"
+            ]
     condor = data.get("condor")
     default = Condor.model_fields["version"].default
     version = condor.get("version", default) if isinstance(condor, dict) else None
@@ -157,7 +248,7 @@ def _os_version_problems(data: dict[str, Any]) -> list[str]:
             f"ships HTCondor {DEBIAN13_CONDOR_CHANNEL}) (got {version!r})"
         ]
     if master is not debian and version == DEBIAN13_CONDOR_CHANNEL:
-        families = sorted({master.value, workers.value})
+        families = sorted({master.value, *(s.value for _, s in workers if s is not None)})
         need = "needs" if len(families) == 1 else "need"
         return [
             f'condor.version: "{DEBIAN13_CONDOR_CHANNEL}" needs os: debian13 on the master and '
@@ -220,4 +311,6 @@ def site_json_schema() -> dict[str, Any]:
     schema = Site.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "heatgen site config"
+    # `workers` (one group) or `worker_groups`, never both (validate_site says so by name)
+    schema["oneOf"] = [{"required": ["workers"]}, {"required": ["worker_groups"]}]
     return schema

@@ -8,12 +8,13 @@ config asked for; action URLs lose their credentials (``trust+`` user info, sign
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from heatgen.cloud.interface import Alarm, Cloud
-from heatgen.config import Site, Telemetry
+from heatgen.config import Group, Site, Telemetry
 from heatgen.ops.inspect import require_stack
 from heatgen.redact import redact_url
 from heatgen.units import cpu_percent
@@ -45,15 +46,26 @@ class AlarmView:
         return asdict(self)
 
 
-def threshold_percent(site: Site, rule: Mapping[str, Any]) -> float | None:
-    """The CPU percentage an Aodh threshold stands for (inverse of the render's threshold)."""
+def alarm_group(site: Site, name: str) -> Group:
+    """The worker group an alarm belongs to, by the resource name Heat puts in the alarm's
+    name (``<stack>-cpu_alarm_high_gpu-<id>``); the longest match wins, since the single
+    group's ``cpu_alarm_high`` starts every group's name."""
+    found = [(len(base), g) for g in site.groups
+             for base in (g.names.suffixed("cpu_alarm_high"), g.names.suffixed("cpu_alarm_low"))
+             if re.search(rf"(^|-){re.escape(base)}(-|$)", name)]
+    return max(found, key=lambda item: item[0])[1] if found else site.groups[0]
+
+
+def threshold_percent(site: Site, rule: Mapping[str, Any], name: str = "") -> float | None:
+    """The CPU percentage an Aodh threshold stands for (inverse of the render's threshold);
+    ``name``: the alarm's, which tells whose workers' vCPUs it counts."""
     threshold = rule.get("threshold")
     if not isinstance(threshold, int | float):
         return None
     if site.autoscaling.telemetry is Telemetry.PROMETHEUS:
         return float(threshold)
     granularity = rule.get("granularity") or site.autoscaling.granularity
-    return cpu_percent(threshold, granularity, site.workers.vcpus)
+    return cpu_percent(threshold, granularity, alarm_group(site, name).vcpus)
 
 
 def redact_action(action: str) -> str:
@@ -95,7 +107,8 @@ def view(site: Site, alarm: Alarm, history: Sequence[Mapping[str, Any]] = ()) ->
     return AlarmView(
         name=alarm.name, id=alarm.id, type=alarm.type, state=alarm.state,
         since=changes[-1] if changes else alarm.state_timestamp,
-        threshold=rule.get("threshold"), threshold_percent=threshold_percent(site, rule),
+        threshold=rule.get("threshold"),
+        threshold_percent=threshold_percent(site, rule, alarm.name),
         operator=str(rule.get("comparison_operator") or ""), query=query,
         actions=[redact_action(a) for a in alarm.actions],
         history=transitions,

@@ -13,13 +13,21 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from heatgen.cloud.interface import Cloud, Definition, Event, Stack
-from heatgen.config import Site
-from heatgen.contract import TOKEN_WAIT, WAIT_CONDITION, GridOutputs, as_int
+from heatgen.config import Group, Site
+from heatgen.contract import (
+    TOKEN_WAIT,
+    WAIT_CONDITION,
+    WORKER_GROUP,
+    GridOutputs,
+    GroupNames,
+    as_int,
+    deployed_groups,
+)
 from heatgen.errors import UsageError
 from heatgen.ops import fields as stackfields
 from heatgen.ops import writes
 from heatgen.ops.busy import refuse_if_busy
-from heatgen.ops.plan import Plan, reconciled_plan, same_definition
+from heatgen.ops.plan import GroupPlan, Plan, reconciled_plan, same_definition
 from heatgen.ops.report import Clock, Reporter
 from heatgen.ops.wait import Stall, latest_event, wait_for_stack
 from heatgen.render import RenderedGrid
@@ -80,40 +88,57 @@ def _deadline(site: Site, timeout: float | None) -> float:
     return timeout if timeout is not None else float(site.wait_timeout + WAIT_MARGIN)
 
 
+def _scale_hint(site: Site, group: Group, label: str) -> str:
+    return f"heatgen scale {label}" + (f" --group {group.name}" if site.grouped else "")
+
+
 def update_capacity(site: Site, stack: Stack, label: str = "SITE.yaml") -> Capacity:
-    """What a re-deploy sends for the group: never fewer workers than it has.
+    """What a re-deploy sends for each group: never fewer workers than it has.
 
     Re-deploying an unchanged config must not undo what the alarms or `heatgen scale` did:
-    the config's ``workers.desired`` at the last deploy is kept in the stack as
-    ``site_worker_desired``, and only a changed value is applied, and only upwards.
+    the config's ``desired`` at the last deploy is kept in the stack (``site_worker_desired``,
+    per group), and only a changed value is applied, and only upwards. A group the stack does
+    not have yet gets the config's size.
     """
-    workers = site.workers
-    current = GridOutputs.of(stack.outputs).worker_count
-    if current is None:
-        return Capacity({"worker_desired": workers.desired})
-    deployed = as_int(stack.parameters.get("site_worker_desired"))
-    changed = deployed is None or deployed != workers.desired
-    target = max(workers.desired, current) if changed else current
-    target = max(target, workers.min)
+    parameters: dict[str, int] = {}
     notes = []
-    if changed and workers.desired < current:
-        before = f"{deployed} -> " if deployed is not None else ""
-        notes.append(
-            f"workers.desired changed {before}{workers.desired}, but the group has {current} "
-            f"workers and a deploy never removes workers (Heat would take the oldest, busy or "
-            f"not): it keeps {target}. Shrink with `heatgen scale {label} --workers "
-            f"{max(workers.desired, workers.min)}`, which removes only idle workers"
-        )
-    parameters = {"worker_desired": target}
-    if workers.max < target:
-        parameters["worker_max"] = target
-        notes.append(
-            f"workers.max is {workers.max}, but the group has {target} workers: the deploy "
-            f"keeps the maximum at {target} instead of letting Heat remove {target - workers.max}"
-            f" workers, busy or not. Shrink first with `heatgen scale {label} --workers "
-            f"{workers.max} --max {workers.max}` (idle workers only), then deploy again"
-        )
+    for group in site.groups:
+        names = group.names
+        current = GridOutputs.of(stack.outputs, names).worker_count
+        if current is None:
+            parameters[names.desired] = group.desired
+            continue
+        where, hint = group.where, _scale_hint(site, group, label)
+        deployed = as_int(stack.parameters.get(names.site_desired))
+        changed = deployed is None or deployed != group.desired
+        target = max(group.desired, current) if changed else current
+        target = max(target, group.min)
+        if changed and group.desired < current:
+            before = f"{deployed} -> " if deployed is not None else ""
+            notes.append(
+                f"{where}.desired changed {before}{group.desired}, but the group has {current} "
+                f"workers and a deploy never removes workers (Heat would take the oldest, busy "
+                f"or not): it keeps {target}. Shrink with `{hint} --workers "
+                f"{max(group.desired, group.min)}`, which removes only idle workers"
+            )
+        parameters[names.desired] = target
+        if group.max < target:
+            parameters[names.max] = target
+            notes.append(
+                f"{where}.max is {group.max}, but the group has {target} workers: the deploy "
+                f"keeps the maximum at {target} instead of letting Heat remove "
+                f"{target - group.max} workers, busy or not. Shrink first with `{hint} "
+                f"--workers {group.max} --max {group.max}` (idle workers only), then deploy again"
+            )
     return Capacity(parameters, tuple(notes))
+
+
+def group_sizes(stack: Stack, *templates: Mapping[str, Any]) -> dict[str, int | None]:
+    """Each worker group's size now, by AutoScalingGroup name (from the stack's outputs), for
+    every group of the given templates (the deployed one and the one to deploy)."""
+    groups = {names.resource: names for t in templates for names in deployed_groups(t)}
+    return {resource: GridOutputs.of(stack.outputs, names).worker_count
+            for resource, names in groups.items()}
 
 
 def deploy(
@@ -184,21 +209,25 @@ def deploy(
     wanted = stackfields.definition(grid, parameters=override, extra_environments=extra,
                                     extra_files=files)
     previewed = cloud.preview_update(existing.id, update, patch=False)
-    current = GridOutputs.of(existing.outputs).worker_count
-    plan = reconciled_plan(previewed, deployed, wanted, current)
+    sizes = group_sizes(existing, deployed.template, wanted.template)
+    plan = reconciled_plan(previewed, deployed, wanted, sizes)
     _refuse_signing_key_grid(deployed, wanted, site.site, label)
     if options.dry_run:
         return DeployResult("planned", existing, plan=plan, elapsed=clock.now() - started,
                             parameters_sent=override)
     if same_definition(deployed, wanted) and not existing.failed:
         return DeployResult("unchanged", existing, plan=plan, elapsed=clock.now() - started)
-    _check_group(plan, current, options, confirm, label)
-    if plan.members_replaced and current and not options.yes:
-        what = ", ".join(sorted(plan.members_replaced))
-        if not confirm(f"this update replaces every worker's {what}: all {current} workers "
+    _check_groups(plan, options, confirm, label)
+    for group in plan.groups:
+        if not (group.members_replaced and group.now and not options.yes):
+            continue
+        what = ", ".join(sorted(group.members_replaced))
+        whose = ("every worker's" if group.resource == WORKER_GROUP
+                 else f"every {group.resource} member's")
+        if not confirm(f"this update replaces {whose} {what}: all {group.now} workers "
                        "and their running jobs would be lost. Go ahead?"):
             raise UsageError(
-                f"the plan replaces every worker's {what} ({current} workers, busy or not); "
+                f"the plan replaces {whose} {what} ({group.now} workers, busy or not); "
                 f"nothing was changed. Review it (`heatgen deploy {label} --dry-run`) and pass "
                 "--yes to go ahead, or drain the group first"
             )
@@ -219,7 +248,7 @@ def deploy(
     )
     marker = latest_event(cloud, existing.id)
     writes.update(cloud, existing, update, False, report, clock)
-    report.note(f"updating stack {site.site} (workers: {override['worker_desired']})")
+    report.note(f"updating stack {site.site} (workers: {_sizes_sent(site, override)})")
     if not options.wait:
         return DeployResult("started", cloud.get_stack(existing.id), plan=plan,
                             elapsed=clock.now() - started, parameters_sent=override)
@@ -249,34 +278,58 @@ def _refuse_signing_key_grid(deployed: Definition, wanted: Definition, name: str
         )
 
 
+def _sizes_sent(site: Site, parameters: Mapping[str, int]) -> str:
+    if not site.grouped:
+        return str(parameters[site.groups[0].names.desired])
+    return ", ".join(f"{g.name} {parameters[g.names.desired]}" for g in site.groups)
+
+
+def _check_groups(
+    plan: Plan, options: DeployOptions, confirm: Callable[[str], bool], label: str,
+) -> None:
+    """Refuse an update that would leave a group smaller than it is, whatever the route."""
+    for group in plan.groups:
+        _check_group(plan, group, options, confirm, label)
+
+
 def _check_group(
-    plan: Plan, current: int | None, options: DeployOptions,
+    plan: Plan, group: GroupPlan, options: DeployOptions,
     confirm: Callable[[str], bool], label: str,
 ) -> None:
-    """Refuse an update that would leave the group smaller than it is, whatever the route."""
-    how = (f"shrink it first with `heatgen scale {label} --workers N` (idle workers only), "
+    single = group.resource == WORKER_GROUP
+    names = GroupNames.from_resource(group.resource)
+    scale = f"heatgen scale {label}" + (
+        f" --group {names.group}" if names is not None and not single else "")
+    the_group = "the worker group" if single else f"worker group {group.resource}"
+    current = group.now
+    how = (f"shrink it first with `{scale} --workers N` (idle workers only), "
            "then deploy again; nothing was changed")
-    if plan.removes_group and current:
+    deleted = group.resource in plan.changes.get("deleted", [])
+    if plan.removes(group.resource) and current:
+        verb = "removes" if deleted else "replaces"
+        drain = f"`{scale} --workers 0 --min 0 --drain`"
+        then = ("then deploy again" if deleted
+                else "then deploy with --yes")
         raise UsageError(
-            f"this update replaces the worker group: all {current} workers would be removed, "
-            f"busy or not. Drain it to 0 first (`heatgen scale {label} --workers 0 --min 0 "
-            "--drain`), then deploy with --yes; nothing was changed"
+            f"this update {verb} {the_group}: all {current} workers would be removed, "
+            f"busy or not. Drain it to 0 first ({drain}; with the group still in "
+            f"{label}), {then}; nothing was changed"
         )
-    if plan.removes_group and not options.yes and not confirm(
-        "this update replaces the (empty) worker group. Go ahead?"
+    if plan.removes(group.resource) and not deleted and not options.yes and not confirm(
+        f"this update replaces the (empty) {the_group.removeprefix('the ')}. Go ahead?"
     ):
-        raise UsageError("the plan replaces the worker group; pass --yes to go ahead")
-    if plan.shrinks_group:
+        raise UsageError(f"the plan replaces {the_group}; pass --yes to go ahead")
+    if group.shrinks:
         raise UsageError(
-            f"this update would shrink the worker group from {plan.group_now} to "
-            f"{plan.group_after} workers, and Heat removes the oldest, busy or not; {how}"
+            f"this update would shrink {the_group} from {group.now} to "
+            f"{group.after} workers, and Heat removes the oldest, busy or not; {how}"
         )
-    if current and plan.group_after is None and not options.yes and not confirm(
-        "heatgen cannot tell the worker group's size after this update (a template it "
+    if current and group.after is None and not options.yes and not confirm(
+        f"heatgen cannot tell {the_group}'s size after this update (a template it "
         "cannot evaluate). Go ahead?"
     ):
         raise UsageError(
-            "heatgen cannot tell the worker group's size after this update; review the plan "
+            f"heatgen cannot tell {the_group}'s size after this update; review the plan "
             "and pass --yes to go ahead; nothing was changed"
         )
 

@@ -8,6 +8,7 @@ the same request from any machine and an update that changes nothing looks like 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
@@ -120,12 +121,18 @@ def _with_overrides(
     return extra
 
 
+def capacity_parameter(name: str) -> bool:
+    """A group's min, max or desired size (``worker_desired``, ``worker_desired_gpu``...)."""
+    return any(name == base or re.fullmatch(f"{base}_[a-z][a-z0-9_]*", name)
+               for base in CAPACITY_PARAMETERS)
+
+
 def patch_fields(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """The body of a PATCH update (``existing=True``): only the given parameters."""
-    unknown = sorted(set(parameters) - set(CAPACITY_PARAMETERS))
+    unknown = sorted(name for name in parameters if not capacity_parameter(name))
     if unknown:
         raise ValueError(f"not a capacity parameter: {', '.join(unknown)}")
-    return {"parameters": {k: parameters[k] for k in CAPACITY_PARAMETERS if k in parameters}}
+    return {"parameters": dict(sorted(parameters.items()))}
 
 
 def merged_registry(grid: RenderedGrid, extra_environments: Mapping[str, str]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Plans: what an update would do, Heat's preview read against the definitions themselves.
 
 Besides Heat's resource lists, a plan says which parameters change and what the update does
-to the worker group's size, worked out the way Heat's AutoScalingGroup will: the resolved
+to each worker group's size, worked out the way Heat's AutoScalingGroup will: the resolved
 ``desired_capacity`` (Heat reads 0 as "keep the current size") bounded by ``min_size`` and
 ``max_size``.
 """
@@ -13,11 +13,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from heatgen.cloud.interface import Definition
-from heatgen.contract import PROTECTED_RESOURCES, WORKER_GROUP
+from heatgen.contract import PROTECTED_RESOURCES, WORKER_GROUP, worker_group_resources
 from heatgen.ops import definitions, replacement
 from heatgen.ops.fields import ENVIRONMENT_FILES
 
 PLAN_KINDS = ("added", "updated", "replaced", "deleted", "unchanged")
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """What an update does to one worker group: its size before and after (None: unknown)
+    and the resources replaced inside every member (name -> what changed)."""
+
+    resource: str  # the group's AutoScalingGroup
+    now: int | None = None
+    after: int | None = None
+    members_replaced: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def shrinks(self) -> bool:
+        return self.now is not None and self.after is not None and self.after < self.now
 
 
 @dataclass(frozen=True)
@@ -27,18 +42,33 @@ class Plan:
     ``over_reported`` lists what Heat's preview called updated/replaced although the
     definition does not change (see :mod:`heatgen.ops.definitions`); they are shown as
     unchanged. ``parameters`` are ``(name, deployed, new)`` for every changed value;
-    ``group_now``/``group_after`` the worker group's size before and after (None: unknown).
+    ``groups`` what happens to each worker group (its size now and after, the resources
+    replaced in its members), in template order.
     """
 
     changes: Mapping[str, list[str]]
     over_reported: tuple[str, ...] = ()
     parameters: tuple[tuple[str, str, str], ...] = ()
-    group_now: int | None = None
-    group_after: int | None = None
-    # what a real cloud would replace where stand-ins hide it (the sandbox): name -> why;
-    # ``members`` for the resources replaced inside every member of the worker group
+    groups: tuple[GroupPlan, ...] = ()
+    # what a real cloud would replace where stand-ins hide it (the sandbox): name -> why
     stand_in_replaced: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    members_replaced: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def group(self, resource: str = WORKER_GROUP) -> GroupPlan:
+        return next((g for g in self.groups if g.resource == resource), GroupPlan(resource))
+
+    @property
+    def group_now(self) -> int | None:
+        """The one group's size now (a grid of a single group)."""
+        return self.group().now
+
+    @property
+    def group_after(self) -> int | None:
+        return self.group().after
+
+    @property
+    def members_replaced(self) -> Mapping[str, tuple[str, ...]]:
+        """The one group's replaced member resources (a grid of a single group)."""
+        return self.group().members_replaced
 
     @property
     def has_changes(self) -> bool:
@@ -48,16 +78,19 @@ class Plan:
     def replaces_protected(self) -> list[str]:
         return sorted(set(self.changes.get("replaced", [])) & PROTECTED_RESOURCES)
 
+    def removes(self, resource: str) -> bool:
+        """The update replaces or deletes worker group ``resource``: every member goes."""
+        gone = set(self.changes.get("replaced", [])) | set(self.changes.get("deleted", []))
+        return resource in gone
+
     @property
     def removes_group(self) -> bool:
-        """The update replaces or deletes the worker group itself: every member goes."""
-        gone = set(self.changes.get("replaced", [])) | set(self.changes.get("deleted", []))
-        return WORKER_GROUP in gone
+        """The update replaces or deletes a worker group itself: its every member goes."""
+        return any(self.removes(g.resource) for g in self.groups) or self.removes(WORKER_GROUP)
 
     @property
     def shrinks_group(self) -> bool:
-        return (self.group_now is not None and self.group_after is not None
-                and self.group_after < self.group_now)
+        return any(g.shrinks for g in self.groups)
 
     def lines(self) -> list[str]:
         lines = [
@@ -73,14 +106,19 @@ class Plan:
         for name, why in sorted(self.stand_in_replaced.items()):
             lines.append(f"   (note): {name} is replaced on a real cloud (changed: "
                          f"{', '.join(why)}); the sandbox's stand-in would only update it")
-        for name, why in sorted(self.members_replaced.items()):
-            lines.append(f"  members: every worker's {name} is replaced (changed: "
-                         f"{', '.join(why)}): each worker and its running jobs go")
+        for group in self.groups:
+            whose = ("every worker's" if group.resource == WORKER_GROUP
+                     else f"every {group.resource} member's")
+            for name, why in sorted(group.members_replaced.items()):
+                lines.append(f"  members: {whose} {name} is replaced (changed: "
+                             f"{', '.join(why)}): each worker and its running jobs go")
         for name, old, new in self.parameters:
             lines.append(f"parameter: {name} {old} -> {new}")
-        if self.group_now is not None:
-            after = "?" if self.group_after is None else str(self.group_after)
-            lines.append(f"  workers: {self.group_now} now, {after} after the update")
+        for group in self.groups:
+            if group.now is not None:
+                after = "?" if group.after is None else str(group.after)
+                label = f"{group.resource}:".rjust(10)
+                lines.append(f"{label} {group.now} now, {after} after the update")
         return lines
 
     def as_dict(self) -> dict[str, Any]:
@@ -89,16 +127,21 @@ class Plan:
                 "parameters": [{"name": n, "deployed": o, "new": v}
                                for n, o, v in self.parameters],
                 "workers": {"now": self.group_now, "after": self.group_after},
+                "groups": {g.resource: {"now": g.now, "after": g.after,
+                                        "members_replaced": {k: list(v) for k, v in
+                                                             g.members_replaced.items()}}
+                           for g in self.groups},
                 "stand_in_replaced": {k: list(v) for k, v in self.stand_in_replaced.items()},
                 "members_replaced": {k: list(v) for k, v in self.members_replaced.items()}}
 
 
 def reconciled_plan(
     heat_changes: Mapping[str, list[str]], old: Definition, new: Definition,
-    group_now: int | None = None,
+    group_now: int | None | Mapping[str, int | None] = None,
 ) -> Plan:
     """Heat's preview, with what it over-reports moved to unchanged; the parameters that
-    change, and (given the group's size now) its size after the update."""
+    change, and (given each group's size now: by AutoScalingGroup name, or one number for a
+    single group) each group's size after the update."""
     hidden = replacement.replaced_resources(old, new)
     replaced = [*heat_changes.get("replaced", []), *hidden]
     changed = definitions.changed_resources(old, new, replaced)
@@ -108,11 +151,23 @@ def reconciled_plan(
             changes[kind] = [name for name in changes.get(kind, []) if name not in hidden]
         changes["replaced"] = sorted({*changes.get("replaced", []), *hidden})
         moved = [name for name in moved if name not in hidden]
-    members = replacement.replaced_members(old, new, WORKER_GROUP)
-    after = group_size_after(new, group_now) if group_now is not None else None
-    return Plan(changes, tuple(moved), parameter_changes(old, new), group_now, after,
-                {k: tuple(v) for k, v in hidden.items()},
-                {k: tuple(v) for k, v in members.items()})
+    currents: Mapping[str, int | None] = (
+        group_now if isinstance(group_now, Mapping) else {WORKER_GROUP: group_now})
+    resources = list(dict.fromkeys([*worker_group_resources(old.template),
+                                    *worker_group_resources(new.template)]))
+    if not resources:
+        resources = [WORKER_GROUP]
+    groups = []
+    for resource in resources:
+        now = currents.get(resource)
+        in_new = resource in (new.template.get("resources") or {})
+        after = (group_size_after(new, now, resource) if in_new else 0) if now is not None \
+            else None
+        members = replacement.replaced_members(old, new, resource)
+        groups.append(GroupPlan(resource, now, after,
+                                {k: tuple(v) for k, v in members.items()}))
+    return Plan(changes, tuple(moved), parameter_changes(old, new), tuple(groups),
+                {k: tuple(v) for k, v in hidden.items()})
 
 
 def parameter_changes(old: Definition, new: Definition) -> tuple[tuple[str, str, str], ...]:
@@ -146,14 +201,14 @@ class _Unknown(Exception):
     """A value heatgen cannot work out without Heat."""
 
 
-def group_size_after(new: Definition, current: int) -> int | None:
-    """The worker group's size once Heat has applied ``new`` to a group of ``current``.
+def group_size_after(new: Definition, current: int, resource: str = WORKER_GROUP) -> int | None:
+    """Worker group ``resource``'s size once Heat has applied ``new`` to it at ``current``.
 
     Heat's AutoScalingGroup takes ``desired_capacity or current`` and bounds it by min and
     max. None when the template's group has a form heatgen cannot evaluate.
     """
     resources = new.template.get("resources") or {}
-    group = resources.get(WORKER_GROUP)
+    group = resources.get(resource)
     if not isinstance(group, Mapping):
         return None
     properties = group.get("properties") or {}

@@ -11,11 +11,11 @@ HTCondor evicts draining jobs after that, so a longer wait would only watch them
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from heatgen.cloud.interface import Cloud, Definition, Event, Stack
-from heatgen.config import Site
-from heatgen.contract import GridOutputs, as_int
+from heatgen.config import Group, Site
+from heatgen.contract import GridOutputs, GroupNames, as_int
 from heatgen.errors import CloudError, StackBusy, StackFailed, UsageError
 from heatgen.ops import fields as stackfields
 from heatgen.ops import writes
@@ -45,6 +45,7 @@ class ScaleRequest:
     resume: bool = False  # send the resize again to a stalled update
     stall_timeout: float = STALL_TIMEOUT  # 0: never call a wait stalled
     site_label: str = "SITE.yaml"  # how hints name the site file
+    group: str | None = None  # which worker group (needed when the site has several)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,12 @@ class ScaleResult:
     plan: Plan | None = None
     elapsed: float = 0.0
     scale_in: shrink.ScaleInPlan | None = None
+    group: GroupNames = field(default_factory=lambda: GroupNames.of(None))
+
+    @property
+    def wanted(self) -> int:
+        """The group's size this resize sets."""
+        return self.parameters[self.group.desired]
 
     @property
     def busy_kept(self) -> int:
@@ -95,6 +102,27 @@ def check_request(request: ScaleRequest, site: Site | None = None) -> None:
         raise UsageError("; ".join(problems))
 
 
+def requested_group(site: Site, request: ScaleRequest) -> Group:
+    """The worker group a request resizes: ``--group``, or the site's only group."""
+    names = ", ".join(g.name for g in site.groups)
+    if request.group is None:
+        group = site.group(None)
+        if group is None:
+            raise UsageError(
+                f"{request.site_label} has {len(site.groups)} worker groups ({names}): name the "
+                f"one to resize with --group, e.g. `heatgen scale {request.site_label} --group "
+                f"{site.groups[0].name} --workers {request.workers}`"
+            )
+        return group
+    group = site.group(request.group)
+    if group is None:
+        raise UsageError(
+            f"--group {request.group}: {request.site_label} has no worker group "
+            f"{request.group!r} (its groups: {names})"
+        )
+    return group
+
+
 def drain_timeout(site: Site, request: ScaleRequest) -> float:
     """How long ``--drain`` waits: the request's, else the site's ``condor.retirement_time``."""
     check_request(request, site)
@@ -104,23 +132,26 @@ def drain_timeout(site: Site, request: ScaleRequest) -> float:
 
 
 def _bound(given: int | None, stack: Stack | None, parameter: str, site_value: int,
-           flag: str) -> tuple[int, str]:
+           flag: str, where: str) -> tuple[int, str]:
     if given is not None:
         return given, flag
     deployed = as_int(stack.parameters.get(parameter)) if stack is not None else None
     if deployed is not None:
         return deployed, f"the stack's {parameter}"
-    return site_value, f"workers.{flag.removeprefix('--')}"
+    return site_value, f"{where}.{flag.removeprefix('--')}"
 
 
 def scale_parameters(site: Site, request: ScaleRequest, stack: Stack | None = None,
                      ) -> dict[str, int]:
-    """The PATCH parameters for a capacity change, checked against the bounds that apply:
-    the request's, else the deployed stack's, else the site's."""
+    """The PATCH parameters for a capacity change of the requested group, checked against
+    the bounds that apply: the request's, else the deployed stack's, else the site's."""
     check_request(request)
-    low, low_from = _bound(request.min, stack, "worker_min", site.workers.min, "--min")
-    high, high_from = _bound(request.max, stack, "worker_max", site.workers.max, "--max")
+    group = requested_group(site, request)
+    names = group.names
+    low, low_from = _bound(request.min, stack, names.min, group.min, "--min", group.where)
+    high, high_from = _bound(request.max, stack, names.max, group.max, "--max", group.where)
     label, wanted = request.site_label, request.workers
+    command = f"heatgen scale {label}" + (f" --group {group.name}" if site.grouped else "")
     problems = []
     if low > high:
         problems.append(f"the minimum {low} ({low_from}) is above the maximum {high} "
@@ -128,21 +159,21 @@ def scale_parameters(site: Site, request: ScaleRequest, stack: Stack | None = No
     elif wanted > high:
         problems.append(
             f"--workers {wanted} is above the maximum {high} ({high_from}); raise it with "
-            f"`heatgen scale {label} --workers {wanted} --max {wanted}` (or raise "
-            "workers.max and deploy)"
+            f"`{command} --workers {wanted} --max {wanted}` (or raise "
+            f"{group.where}.max and deploy)"
         )
     elif wanted < low:
         problems.append(
             f"--workers {wanted} is below the minimum {low} ({low_from}); lower it with "
-            f"`heatgen scale {label} --workers {wanted} --min {wanted}`"
+            f"`{command} --workers {wanted} --min {wanted}`"
         )
     if problems:
         raise UsageError("; ".join(problems))
-    params = {"worker_desired": wanted}
+    params = {names.desired: wanted}
     if request.min is not None:
-        params["worker_min"] = request.min
+        params[names.min] = request.min
     if request.max is not None:
-        params["worker_max"] = request.max
+        params[names.max] = request.max
     return params
 
 
@@ -173,11 +204,18 @@ def scale(
     check_request(request, site)
     stack = require_stack(cloud, site)
     params = scale_parameters(site, request, stack)
+    names = requested_group(site, request).names
     if not request.dry_run and stack.in_progress and (
         _resizing_to(stack, params) or request.resume
     ):
-        return _attach(cloud, stack, request, params, report, clock, started)
-    current = GridOutputs.of(stack.outputs).worker_count
+        return _attach(cloud, stack, request, params, report, clock, started, names)
+    if names.desired not in stack.parameters and stack.parameters:
+        raise UsageError(
+            f"stack {stack.name} has no worker group {names.group} yet (it is in "
+            f"{request.site_label}, but was not deployed): run `heatgen deploy "
+            f"{request.site_label}` first"
+        )
+    current = GridOutputs.of(stack.outputs, names).worker_count
     if current is not None and request.workers < current:
         pool = pool_for(stack) if pool_for is not None else None
         if pool is not None:
@@ -186,7 +224,7 @@ def scale(
                 options = replace(scale_in_options or shrink.ScaleInOptions(),
                                   drain_timeout=drain_timeout(site, request))
                 return _scale_in(cloud, stack, request, params, pool, report, clock, started,
-                                 options)
+                                 options, names)
         if not request.force:
             raise UsageError(
                 f"shrinking {site.site} from {current} to {request.workers} workers needs the "
@@ -207,7 +245,8 @@ def scale(
         )
         previewed = cloud.preview_update(stack.id, fields, patch=True)
         plan = reconciled_plan(previewed, deployed, wanted, current)
-        return ScaleResult("planned", stack, params, plan=plan, elapsed=clock.now() - started)
+        return ScaleResult("planned", stack, params, plan=plan, elapsed=clock.now() - started,
+                           group=names)
     with stack_lock(stack, wait=request.wait_for_idle, timeout=request.timeout, report=report,
                     clock=clock):
         stack = refuse_if_busy(
@@ -216,12 +255,13 @@ def scale(
         )
         marker = latest_event(cloud, stack.id)
         writes.update(cloud, stack, fields, True, report, clock)
-        return _wait_resized(cloud, stack, request, params, report, clock, started, marker)
+        return _wait_resized(cloud, stack, request, params, report, clock, started, marker,
+                             names=names)
 
 
 def _attach(
     cloud: Cloud, stack: Stack, request: ScaleRequest, params: dict[str, int], report: Reporter,
-    clock: Clock, started: float,
+    clock: Clock, started: float, names: GroupNames,
 ) -> ScaleResult:
     marker = latest_event(cloud, stack.id)
     if request.resume:
@@ -232,68 +272,74 @@ def _attach(
         writes.update(cloud, stack, stackfields.patch_fields(params), True, report, clock)
     else:
         report.note(f"stack {stack.name} is already being resized to "
-                    f"{params['worker_desired']} workers; attaching to it")
-    return _wait_resized(cloud, stack, request, params, report, clock, started, marker)
+                    f"{params[names.desired]} workers; attaching to it")
+    return _wait_resized(cloud, stack, request, params, report, clock, started, marker,
+                         names=names)
 
 
 def _wait_resized(
     cloud: Cloud, stack: Stack, request: ScaleRequest, params: dict[str, int], report: Reporter,
     clock: Clock, started: float, marker: Event | None,
-    scale_in: shrink.ScaleInPlan | None = None,
+    scale_in: shrink.ScaleInPlan | None = None, names: GroupNames | None = None,
 ) -> ScaleResult:
+    names = names or GroupNames.of(None)
     report.note(f"resizing {stack.name}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
     if not request.wait:
         return ScaleResult("started", stack, params, elapsed=clock.now() - started,
-                           scale_in=scale_in)
+                           scale_in=scale_in, group=names)
     label = request.site_label
-    again = f"`heatgen scale {label} --workers {request.workers}`"
+    which = f" --group {request.group}" if request.group else ""
+    again = f"`heatgen scale {label}{which} --workers {request.workers}`"
     final = wait_for_stack(
         cloud, stack.id, "UPDATE", timeout=request.timeout, marker=marker, report=report,
         clock=clock,
         stall=Stall(request.stall_timeout, resume=f"run {again[:-1]} --resume`"),
         hint=f"run `heatgen status {label}` to look, or {again} again to wait",
     )
-    won = as_int((final.parameters if final else {}).get("worker_desired"))
-    wanted = params["worker_desired"]
+    won = as_int((final.parameters if final else {}).get(names.desired))
+    wanted = params[names.desired]
     if won is not None and won != wanted:
         raise StackBusy(
             f"another update of stack {stack.name} ran at the same time and won: the group "
             f"is set to {won} workers, not {wanted}; run the command again to apply this one"
         )
-    reached = GridOutputs.of(final.outputs).worker_count if final else None
+    reached = GridOutputs.of(final.outputs, names).worker_count if final else None
     if reached is not None and reached != wanted:
         raise StackFailed(
             f"Heat finished the update of {stack.name} ({final.status if final else '?'}), "
             f"but the group has {reached} workers, not {wanted}"
         )
-    return ScaleResult("scaled", final, params, elapsed=clock.now() - started, scale_in=scale_in)
+    return ScaleResult("scaled", final, params, elapsed=clock.now() - started, scale_in=scale_in,
+                       group=names)
 
 
 def _scale_in(
     cloud: Cloud, stack: Stack, request: ScaleRequest, params: dict[str, int], pool: PoolQuery,
     report: Reporter, clock: Clock, started: float, options: shrink.ScaleInOptions,
+    names: GroupNames,
 ) -> ScaleResult:
     """Choose idle members; mark them, re-check the pool, unmark the claimed; PATCH the size.
 
     The plan is returned, not printed: the caller shows it once."""
     options = replace(options, force=request.force, drain=request.drain)
-    plan = shrink.choose(cloud, stack, pool, request.workers, options, report.note)
+    plan = shrink.choose(cloud, stack, pool, request.workers, options, report.note, names)
     if request.dry_run or not plan.removed:
         action = "planned" if request.dry_run else "unchanged"
-        return ScaleResult(action, stack, {**params, "worker_desired": plan.target_size},
-                           elapsed=clock.now() - started, scale_in=plan)
+        return ScaleResult(action, stack, {**params, names.desired: plan.target_size},
+                           elapsed=clock.now() - started, scale_in=plan, group=names)
     stack = refuse_if_busy(
         cloud, stack, wait_for_idle=request.wait_for_idle, timeout=request.timeout,
         report=report, clock=clock,
     )
     marker = latest_event(cloud, stack.id)
     with shrink.marked(cloud, pool, plan, options, report.note) as plan:
-        params = {**params, "worker_desired": plan.target_size}
+        params = {**params, names.desired: plan.target_size}
         if not plan.removed:
             return ScaleResult("unchanged", stack, params, elapsed=clock.now() - started,
-                               scale_in=plan)
+                               scale_in=plan, group=names)
         writes.update(cloud, stack, stackfields.patch_fields(params), True, report, clock)
-    result = _wait_resized(cloud, stack, request, params, report, clock, started, marker, plan)
+    result = _wait_resized(cloud, stack, request, params, report, clock, started, marker, plan,
+                           names)
     if result.action == "scaled":
         _forget_removed(pool, plan, report)
     return result

@@ -14,6 +14,9 @@ from heatgen.render.grid import (
     WORKER_TYPE,
     RenderedGrid,
     check_rendered,
+    cloud_configs,
+    hot_files,
+    output_files,
     render_site,
     write_rendered,
 )
@@ -29,5 +32,6 @@ __all__ = [
     "CLOUD_CONFIGS", "ENVIRONMENT", "HOT_FILES", "MAIN_TEMPLATE", "MASTER_BOOT",
     "MEMBER_TEMPLATE", "OUTPUT_FILES", "PARAMETER_MAP", "WORKER_BOOT", "WORKER_TYPE",
     "RenderedGrid", "alarm_query_template", "alarm_threshold", "alarms_for", "check_rendered",
-    "heat_parameters", "render_site", "write_rendered",
+    "cloud_configs", "heat_parameters", "hot_files", "output_files", "render_site",
+    "write_rendered",
 ]

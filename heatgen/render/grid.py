@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,11 +23,18 @@ from typing import Any
 
 import jinja2
 
-from heatgen.config import Site, Telemetry, parse_document
+from heatgen.config import Group, Site, Telemetry, parse_document
+from heatgen.contract import GroupNames
 from heatgen.errors import ConfigError, RenderError
 from heatgen.render import hotcheck
-from heatgen.render.parameters import alarm_query_template, alarms_for, heat_parameters
-from heatgen.render.payload import payload_context
+from heatgen.render.parameters import (
+    AlarmSpec,
+    alarm_query_template,
+    alarms_for,
+    heat_parameters,
+    server_group_value,
+)
+from heatgen.render.payload import group_payload, payload_context
 from heatgen.units import plain_number
 
 MAIN_TEMPLATE = "grid.yaml"
@@ -47,6 +55,98 @@ def _q(value: Any) -> str:
     if isinstance(value, float):
         value = plain_number(value)
     return json.dumps(value, ensure_ascii=False)
+
+
+_PLAIN_UNSAFE = re.compile(r"^[-?:,\[\]{}#&*!|>'\"%@`\s]|: | #|\s$")
+
+
+def _q_plain(value: str) -> str:
+    """heatgen's own description text as a plain YAML scalar where it reads as one (so the
+    files stay as they always were), else quoted."""
+    return _q(value) if _PLAIN_UNSAFE.search(value) or "\n" in value else value
+
+
+@dataclass(frozen=True)
+class _GroupContext:
+    """What the templates need of one worker group: its names and its alarms."""
+
+    site: Site
+    group: Group
+
+    @property
+    def names(self) -> GroupNames:
+        return self.group.names
+
+    def n(self, name: str) -> str:
+        return self.group.names.suffixed(name)
+
+    @property
+    def name(self) -> str:
+        return self.group.name
+
+    @property
+    def where(self) -> str:
+        return self.group.where
+
+    @property
+    def single(self) -> bool:
+        return self.group.names.single
+
+    @property
+    def name_prefix(self) -> str:
+        return f"{self.site.site}-" + ("worker" if self.single else self.group.name)
+
+    @property
+    def alarms(self) -> list[AlarmSpec]:
+        return alarms_for(self.site, self.group)
+
+    @property
+    def alarm_query_template(self) -> str:
+        return alarm_query_template(self.site, self.group)
+
+    @property
+    def threshold_unit(self) -> str:
+        if self.site.autoscaling.telemetry is Telemetry.PROMETHEUS:
+            return "percent CPU"
+        return "CPU-nanoseconds per granularity bucket (metric cpu, rate:mean)"
+
+    @property
+    def server_group(self) -> str:
+        return server_group_value(self.group)
+
+    def whose_policy(self, kind: str) -> str:
+        return f"the {kind} policy" if self.single else f"group {self.name}'s {kind} policy"
+
+    def whose_url(self, kind: str) -> str:
+        return f"{kind} URL" + ("" if self.single else f" of group {self.name}")
+
+    @property
+    def alarms_of(self) -> str:
+        return "the CPU alarms" if self.single else f"group {self.name}'s CPU alarms"
+
+    @property
+    def the_group(self) -> str:
+        return "the group" if self.single else f"group {self.name}"
+
+    @property
+    def member_word(self) -> str:
+        return "group member" if self.single else f"member of group {self.name}"
+
+
+def output_files(site: Site) -> tuple[str, ...]:
+    """The rendered files of ``site``, in order: the main template, each group's member
+    template, the master's and each group's boot payload, the environment."""
+    groups = [g.names for g in site.groups]
+    return (MAIN_TEMPLATE, *(g.member_template for g in groups), MASTER_BOOT,
+            *(g.boot_file for g in groups), ENVIRONMENT)
+
+
+def hot_files(site: Site) -> tuple[str, ...]:
+    return (MAIN_TEMPLATE, *(g.names.member_template for g in site.groups))
+
+
+def cloud_configs(site: Site) -> tuple[str, ...]:
+    return (MASTER_BOOT, *(g.names.boot_file for g in site.groups))
 
 
 def _package_source(name: str) -> tuple[str, str, Callable[[], bool]] | None:
@@ -114,6 +214,7 @@ def _environment(templates_dir: Path | None) -> jinja2.Environment:
         **_OPTIONS,
     )
     env.filters["q"] = _q
+    env.filters["q_plain"] = _q_plain
     return env
 
 
@@ -138,23 +239,32 @@ def render_site(site: Site, templates_dir: str | Path | None = None) -> Rendered
     if templates_dir is not None and not Path(templates_dir).is_dir():
         raise RenderError(f"{templates_dir}: --templates must name a directory")
     env = _environment(Path(templates_dir) if templates_dir is not None else None)
+    groups = [_GroupContext(site, group) for group in site.groups]
     context = {
         "site": site,
-        "alarms": alarms_for(site),
-        "alarm_query_template": alarm_query_template(site),
-        "threshold_unit": (
-            "percent CPU"
-            if site.autoscaling.telemetry is Telemetry.PROMETHEUS
-            else "CPU-nanoseconds per granularity bucket (metric cpu, rate:mean)"
-        ),
+        "groups": groups,
+        "alarms": any(g.alarms for g in groups),
+        "stack_key_description": (
+            "Stack id every worker carries as metering.stack (and, with its group's name "
+            "after it, as metering.server_group)" if site.grouped
+            else "Stack id the workers carry as metering.stack and metering.server_group"),
         "parameters": heat_parameters(site),
         **payload_context(site),
     }
+    jobs: list[tuple[str, str, dict[str, Any]]] = [(MAIN_TEMPLATE, MAIN_TEMPLATE, context)]
+    for group in groups:
+        own = {**context, "group": group, "group_payload": group_payload(site, group.group)}
+        jobs.append((group.names.member_template, MEMBER_TEMPLATE, own))
+    jobs.append((MASTER_BOOT, MASTER_BOOT, context))
+    for group in groups:
+        own = {**context, "group": group, "group_payload": group_payload(site, group.group)}
+        jobs.append((group.names.boot_file, WORKER_BOOT, own))
+    jobs.append((ENVIRONMENT, ENVIRONMENT, context))
     files: dict[str, str] = {}
-    for name in OUTPUT_FILES:
-        source = f"{name}.j2"
+    for name, template, values in jobs:
+        source = f"{template}.j2"
         try:
-            files[name] = env.get_template(source).render(context)
+            files[name] = env.get_template(source).render(values)
         except jinja2.TemplateNotFound:
             raise RenderError(f"{source}: template not found") from None
         except jinja2.TemplateSyntaxError as error:
@@ -162,7 +272,7 @@ def render_site(site: Site, templates_dir: str | Path | None = None) -> Rendered
             raise RenderError(f"{where}: {error.message}") from None
         except jinja2.UndefinedError as error:
             raise RenderError(f"{source}: {error.message}") from None
-    check_rendered(files)
+    check_rendered(files, site)
     return RenderedGrid(site=site, files=files)
 
 
@@ -173,17 +283,19 @@ def _parse(name: str, text: str) -> Any:
         raise RenderError(f"rendered {error}") from None
 
 
-def check_rendered(files: Mapping[str, str]) -> None:
-    """Parse every rendered file and check that every reference resolves."""
+def check_rendered(files: Mapping[str, str], site: Site | None = None) -> None:
+    """Parse every rendered file and check that every reference resolves (``site``: whose
+    files; default: a single group's)."""
     parsed = {name: _parse(name, text) for name, text in files.items()}
     problems: list[str] = []
-    for name in HOT_FILES:
+    templates_of = hot_files(site) if site is not None else HOT_FILES
+    for name in templates_of:
         doc = parsed[name]
         if not isinstance(doc, dict) or "heat_template_version" not in doc:
             problems.append(f"{name}: not a HOT template (no heat_template_version)")
             continue
         problems += hotcheck.check_template(doc, name, files)
-    for name in CLOUD_CONFIGS:
+    for name in cloud_configs(site) if site is not None else CLOUD_CONFIGS:
         if not files[name].startswith("#cloud-config\n") or not isinstance(parsed[name], dict):
             problems.append(f"{name}: not a cloud-config document")
     env = parsed[ENVIRONMENT]
@@ -200,7 +312,7 @@ def check_rendered(files: Mapping[str, str]) -> None:
             given = (env.get("parameters") or {}) if isinstance(env, dict) else {}
             if pname not in given and "default" not in (body or {}):
                 problems.append(f"{MAIN_TEMPLATE}: parameter {pname!r} gets no value")
-        templates = {n: parsed[n] for n in HOT_FILES if isinstance(parsed[n], dict)}
+        templates = {n: parsed[n] for n in templates_of if isinstance(parsed[n], dict)}
         problems += hotcheck.check_member_properties(main, MAIN_TEMPLATE, registry, templates)
     if problems:
         raise RenderError("the rendered templates are inconsistent:\n" + "\n".join(problems))

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from heatgen.config import OsFamily, Site
+from heatgen.config import Group, OsFamily, Site
 
 # The official HTCondor download host: get_htcondor's DOWNLOAD_URL and the 25.x install docs.
 # The 24.x docs name https://research.cs.wisc.edu/htcondor/repo, with the same layout.
@@ -180,10 +180,53 @@ def payload_context(site: Site) -> dict[str, Any]:
             "version_glob": version_glob(condor.version),
             "security_metaknob": security_metaknob(condor.version),
             "master": _node(site.master.os, condor.version),
-            "worker": _node(site.workers.os, condor.version),
             "slot_layout": list(SLOT_LAYOUTS[condor.slots]),
             "retirement": retirement_lines(condor.retirement_time),
             "start": condor.start,
             "extra_config": list(condor.extra_config),
         }
+    }
+
+
+def group_lines(group: Group) -> list[str]:
+    """The execute node's configuration that comes from its worker group (none for the one
+    group of a ``workers:`` site): its name as a machine attribute jobs can ask for, and
+    HTCondor's GPU discovery on a group with GPUs."""
+    if group.names.single:
+        return []
+    lines = [
+        f"# worker group {group.name} ({group.where}): jobs can ask for it with",
+        f'# requirements = HeatGenGroup == "{group.name}"',
+        f'HeatGenGroup = "{group.name}"',
+        "STARTD_ATTRS = $(STARTD_ATTRS) HeatGenGroup",
+    ]
+    if group.gpus:
+        lines += [
+            f"# {group.where}.gpus = {group.gpus}: HTCondor's GPU discovery advertises the GPUs",
+            "# as a slot resource (RequestGpus)",
+            "use feature:GPUs",
+        ]
+    return lines
+
+
+def group_start(site: Site, group: Group) -> tuple[str | None, str]:
+    """The execute node's START expression and where it comes from: condor.start and the
+    group's start, both must hold."""
+    site_start, own = site.condor.start, group.start
+    if own is None:
+        return site_start, "condor.start of the site config"
+    if site_start is None:
+        return own, f"{group.where}.start of the site config"
+    return (f"({site_start}) && ({own})",
+            f"condor.start and {group.where}.start of the site config")
+
+
+def group_payload(site: Site, group: Group) -> dict[str, Any]:
+    """Extra Jinja context for the boot payload of ``group``'s workers."""
+    start, start_from = group_start(site, group)
+    return {
+        "worker": _node(group.os, site.condor.version),
+        "lines": group_lines(group),
+        "start": start,
+        "start_from": start_from,
     }

@@ -108,12 +108,13 @@ def check_site_boots(site: Any, config: SandboxConfig | None = None) -> None:
     """A ``--pool`` sandbox boots Debian 13 hosts: other images would run other payloads."""
     if not (config or located()).pool:
         return
-    systems = {site.master.os.value, site.workers.os.value}
+    systems = {site.master.os.value, *(group.os.value for group in site.groups)}
     if systems != {POOL_OS}:
+        fields = "workers.os" if not site.grouped else "every worker_groups[].os"
         raise SandboxError(
             f"this sandbox boots its servers as Debian 13 hosts (`heatgen sandbox up --pool`), "
             f"and the site asks for {', '.join(sorted(systems))}: set master.os and "
-            f"workers.os to {POOL_OS} (with condor.version \"23.9\", Debian's HTCondor), or "
+            f"{fields} to {POOL_OS} (with condor.version \"23.9\", Debian's HTCondor), or "
             "deploy to a sandbox without --pool, which stubs compute"
         )
 

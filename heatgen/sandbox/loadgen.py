@@ -56,6 +56,8 @@ class LoadGenerator:
     archive_policy: str
     counters: dict[str, float] = field(default_factory=dict)
     progress: Progress | None = None
+    # what the members carry as metering.server_group (default: the stack id)
+    server_group: str | None = None
     # Per-worker load for the next bucket (server id -> percent); ``percent`` when None.
     percent_of: Callable[[str], float] | None = None
 
@@ -75,7 +77,8 @@ class LoadGenerator:
     def _ensure(self, server_id: str) -> None:
         body = {
             "id": server_id, "project_id": self.project_id, "user_id": self.user_id,
-            "server_group": self.stack_id, "display_name": f"worker-{server_id[:8]}",
+            "server_group": self.server_group or self.stack_id,
+            "display_name": f"worker-{server_id[:8]}",
             "flavor_id": "sandbox", "host": "sandbox",
             "metrics": {METRIC: {"archive_policy_name": self.archive_policy}},
         }
@@ -162,13 +165,21 @@ def run(generator: LoadGenerator, *, duration: float | None, offset: float = 2.0
 
 
 def for_sandbox(site_path: Path, percent: float, *, state_dir: Path | None = None,
-                progress: Progress | None = None) -> LoadGenerator:
-    """A generator for the site's stack in the sandbox (which must run ``--telemetry``)."""
+                progress: Progress | None = None, group: str | None = None) -> LoadGenerator:
+    """A generator for one group of the site's stack in the sandbox (which must run
+    ``--telemetry``)."""
     if not 0 <= percent <= 100:
         raise UsageError(f"--cpu: must be 0-100 (got {percent:g})")
     from heatgen.config import Telemetry, load_site
+    from heatgen.render.parameters import server_group_value
 
     site = load_site(site_path)
+    chosen = site.group(group)
+    if chosen is None:
+        names = ", ".join(g.name for g in site.groups)
+        raise UsageError(f"--group: {site_path} has the worker groups {names}; name one"
+                         if group is None else
+                         f"--group {group}: {site_path} has no such worker group ({names})")
     if site.autoscaling.telemetry is not Telemetry.GNOCCHI:
         raise UsageError(
             f"{site_path}: autoscaling.telemetry is {site.autoscaling.telemetry.value}, but "
@@ -207,17 +218,20 @@ def for_sandbox(site_path: Path, percent: float, *, state_dir: Path | None = Non
     def workers() -> list[str]:
         listed = heat.stacks.get(stack.id).to_dict().get("outputs") or []
         outputs = {o.get("output_key"): o.get("output_value") for o in listed}
-        return list((GridOutputs.of(outputs).worker_server_ids or {}).values())
+        return list((GridOutputs.of(outputs, chosen.names).worker_server_ids or {}).values())
 
     return LoadGenerator(
         gnocchi=gnocchi, stack_id=stack.id, project_id=admin.get_project_id(),
         user_id=admin.get_user_id(), workers=workers,
-        granularity=site.autoscaling.granularity, vcpus=site.workers.vcpus, percent=percent,
+        granularity=site.autoscaling.granularity, vcpus=chosen.vcpus, percent=percent,
         archive_policy=telemetry.ARCHIVE_POLICY, progress=progress,
+        server_group=server_group_value(chosen).replace("__STACK_ID__", stack.id),
     )
 
 
 def run_for_site(site_path: Path, percent: float, *, duration: float | None = None,
-                 state_dir: Path | None = None, progress: Progress | None = None) -> LoadResult:
-    generator = for_sandbox(site_path, percent, state_dir=state_dir, progress=progress)
+                 state_dir: Path | None = None, progress: Progress | None = None,
+                 group: str | None = None) -> LoadResult:
+    generator = for_sandbox(site_path, percent, state_dir=state_dir, progress=progress,
+                            group=group)
     return run(generator, duration=duration)

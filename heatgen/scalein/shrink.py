@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from heatgen.cloud.group import Member, group_members
 from heatgen.cloud.interface import Cloud, Stack
 from heatgen.config.model import RETIREMENT_TIME_DEFAULT
+from heatgen.contract import GroupNames
 from heatgen.errors import HeatgenError, UsageError, WaitTimeout
 from heatgen.pool import Machine, PoolQuery
 from heatgen.scalein import choice as scalein
@@ -94,10 +95,12 @@ class ScaleInOptions:
 
 def choose(
     cloud: Cloud, stack: Stack, pool: PoolQuery, target: int, options: ScaleInOptions,
-    note: Callable[[str], None],
+    note: Callable[[str], None], group: GroupNames | None = None,
 ) -> ScaleInPlan:
-    """Decide which members to remove to reach ``target``; drain or force if asked."""
-    members = tuple(group_members(cloud, stack))
+    """Decide which members of ``group`` (default: the only group) to remove to reach
+    ``target``; drain or force if asked. The pool's machines of other groups never count:
+    members are matched to machines by their server ids."""
+    members = tuple(group_members(cloud, stack, group or GroupNames.of(None)))
     remove = len(members) - target
     if remove <= 0:
         raise UsageError(f"the group has {len(members)} workers; nothing to remove for {target}")

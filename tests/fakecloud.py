@@ -171,9 +171,10 @@ class FakeCloud:
             raise CloudError("update the stack: HTTP 409: stack is busy")
         parameters = fields.get("parameters", {})
         stack.parameters.update(parameters)
-        if "worker_desired" in parameters and "worker_count" in stack.outputs:
-            reached = self.reaches if self.reaches is not None else parameters["worker_desired"]
-            stack.outputs["worker_count"] = reached
+        for name, value in parameters.items():  # each group's size follows its desired one
+            count = name.replace("worker_desired", "worker_count", 1)
+            if name.startswith("worker_desired") and count in stack.outputs:
+                stack.outputs[count] = self.reaches if self.reaches is not None else value
         self._begin(stack, "UPDATE")
 
     def preview_create(self, fields: Mapping[str, Any]) -> list[Resource]:

@@ -95,12 +95,21 @@ def _status(args: argparse.Namespace) -> int:
     print(f"status:   {stack.status}" + (f": {stack.reason}" if stack.reason else ""))
     print(f"master:   {master_line(report.outputs, target.sandbox)}")
     print(f"workers:  {member_counts([m.status for m in report.members])}")
+    if site.grouped:
+        found = report.by_group()
+        for group in site.groups:
+            of = found.get(group.name, [])
+            print(f"  group {group.name}: {member_counts([m.status for m in of])}")
     if args.members:
         for member in report.members:
-            print(f"  {member.name:<16} {member.status:<18} server {member.server_id or '-'}")
-    for key in ("scale_up_url", "scale_down_url"):
-        if report.outputs.get(key):
-            print(f"{key}: {report.outputs.get(key)}")
+            tag = f"[{member.group}] " if site.grouped else ""
+            print(f"  {tag}{member.name:<16} {member.status:<18} server "
+                  f"{member.server_id or '-'}")
+    for group in site.groups:
+        for key in ("scale_up_url", "scale_down_url"):
+            name = group.names.output(key)
+            if report.outputs.get(name):
+                print(f"{name}: {report.outputs.get(name)}")
     if report.alarms:
         print("alarms:   " + ", ".join(f"{name} {state}" for name, state in report.alarms.items()))
     elif report.alarms_unavailable:

@@ -110,8 +110,9 @@ def print_summary(outputs: Mapping[str, Any], statuses: Sequence[str], sandbox: 
     if ready not in (None, "", {}):
         print(f"ready:    {json.dumps(ready) if isinstance(ready, dict | list) else ready}")
     print(f"workers:  {member_counts(statuses)}")
-    for key in ("scale_up_url", "scale_down_url"):
-        if outputs.get(key):
-            print(f"{key}: {outputs[key]}")
+    for base in ("scale_up_url", "scale_down_url"):  # each group's (suffixed in a grid of several)
+        for key in outputs:
+            if (key == base or key.startswith(f"{base}_")) and outputs[key]:
+                print(f"{key}: {outputs[key]}")
     print(f"next:     heatgen status {site_label} | heatgen scale {site_label} --workers N | "
           f"heatgen outputs {site_label}")

@@ -261,11 +261,15 @@ def _os_version_problems(data: dict[str, Any]) -> list[str]:
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     current: Any = model
     for part in loc:
+        if isinstance(part, int):  # an item of a list of mappings (worker_groups[1])
+            continue
         field = current.model_fields.get(part) if isinstance(part, str) else None
         if field is None:
             return []
         annotation = field.annotation
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        candidates = [annotation]
+        for candidate in candidates:  # Optional, Annotated and list: every type inside
+            candidates.extend(getattr(candidate, "__args__", ()))
         current = next(
             (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
         )

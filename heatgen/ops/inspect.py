@@ -9,7 +9,7 @@ from typing import Any
 from heatgen.cloud.group import Member, group_members
 from heatgen.cloud.interface import Cloud, Event, Stack
 from heatgen.config import Site, Telemetry
-from heatgen.contract import SECRET_OUTPUTS
+from heatgen.contract import secret_output
 from heatgen.errors import CloudError, NotDeployed
 from heatgen.redact import redact_url
 
@@ -28,7 +28,7 @@ def require_stack(cloud: Cloud, site: Site) -> Stack:
 def shown_outputs(stack: Stack, show_secrets: bool) -> dict[str, Any]:
     out = dict(sorted(stack.outputs.items()))
     if not show_secrets:
-        for key in SECRET_OUTPUTS & set(out):
+        for key in [key for key in out if secret_output(key)]:
             out[key] = redact_url(out[key])
     return out
 
@@ -43,6 +43,13 @@ class StatusReport:
     alarms: Mapping[str, str] = field(default_factory=dict)
     alarms_unavailable: str | None = None  # why the states could not be read
 
+    def by_group(self) -> dict[str, list[Member]]:
+        """The members of each worker group, in the order the groups first appear."""
+        groups: dict[str, list[Member]] = {}
+        for member in self.members:
+            groups.setdefault(member.group, []).append(member)
+        return groups
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "stack": {"name": self.stack.name, "id": self.stack.id,
@@ -51,9 +58,13 @@ class StatusReport:
                 "count": len(self.members),
                 "members": [
                     {"name": m.name, "status": m.status, "server_id": m.server_id or "",
-                     "reason": m.reason}
+                     "reason": m.reason, "group": m.group}
                     for m in self.members
                 ],
+            },
+            "groups": {
+                group: {"count": len(of), "members": [m.name for m in of]}
+                for group, of in self.by_group().items()
             },
             "master": {
                 "floating_ip": self.outputs.get("master_floating_ip"),

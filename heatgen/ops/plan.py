@@ -117,8 +117,7 @@ class Plan:
         for group in self.groups:
             if group.now is not None:
                 after = "?" if group.after is None else str(group.after)
-                label = f"{group.resource}:".rjust(10)
-                lines.append(f"{label} {group.now} now, {after} after the update")
+                lines.append(f"  {group.resource}: {group.now} now, {after} after the update")
         return lines
 
     def as_dict(self) -> dict[str, Any]:

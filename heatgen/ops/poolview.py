@@ -42,6 +42,7 @@ class MemberView:
     idle_since: int | None
     draining: bool
     slots: tuple[SlotView, ...]
+    group: str = "workers"  # the worker group it is a member of
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ def pool_view(
             idle_since=verdict.idle_since,
             draining=any(machine.draining for machine in found),
             slots=tuple(slot for machine in found for slot in _slots(machine)),
+            group=member.group,
         ))
     return PoolView(stack.name, tuple(views), tuple(unmatched), taken)
 
@@ -98,9 +100,16 @@ def pool_view(
 def format_text(view: PoolView) -> str:
     lines = [f"pool of stack {view.stack}: {sum(m.in_pool for m in view.members)} of "
              f"{len(view.members)} workers in the pool"]
+    groups = list(dict.fromkeys(m.group for m in view.members))
+    grouped = groups != ["workers"] and bool(groups)
+    if grouped:
+        for group in groups:
+            of = [m for m in view.members if m.group == group]
+            lines.append(f"  group {group}: {sum(m.in_pool for m in of)} of {len(of)} in the pool")
     for member in view.members:
         drain = ", draining" if member.draining else ""
-        lines.append(f"  {member.name:<16} server {member.server_id or '-':<36} "
+        group = f"[{member.group}] " if grouped else ""
+        lines.append(f"  {group}{member.name:<16} server {member.server_id or '-':<36} "
                      f"{member.condition}{drain}")
         for slot in member.slots:
             size = f"{slot.cpus} cpus, {slot.memory_mb} MB" if slot.cpus is not None else ""

@@ -31,4 +31,4 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[sandbox,test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[sandbox,test,autoscale]'

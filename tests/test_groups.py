@@ -93,7 +93,8 @@ def test_workers_shorthand_is_the_single_group_under_the_old_names() -> None:
      ["worker_groups[0].autoscaling.cpu_low: must be below autoscaling.cpu_high (got 70 >= 60)"]),
     (lambda d: d["worker_groups"][2]["autoscaling"].update(telemetry="none"),
      ["worker_groups[2].autoscaling.telemetry: unknown field (allowed: cooldown, cpu_high, "
-      "cpu_low, evaluation_periods, scale_down_step, scale_in, scale_up_step)"]),
+      "cpu_low, evaluation_periods, idle_timeout, join_timeout, keep_idle, max_scale_in, "
+      "scale_down_step, scale_in, scale_up_delay, scale_up_step)"]),
     (lambda d: d["worker_groups"][0].update(gpus=-1),
      ["worker_groups[0].gpus: must be greater than or equal to 0 (got -1)"]),
     (lambda d: d.update(worker_groups=[]),

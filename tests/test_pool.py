@@ -42,8 +42,9 @@ SERVER_IDS = {
 
 HOST = "203.0.113.10"
 PROJECTION = (
-    "Activity,Cpus,DynamicSlot,EnteredCurrentActivity,EnteredCurrentState,HeatGenServerId,"
-    "Machine,Memory,MyAddress,Name,NumDynamicSlots,PartitionableSlot,SlotType,State"
+    "Activity,Cpus,DrainReason,DynamicSlot,EnteredCurrentActivity,EnteredCurrentState,"
+    "HeatGenServerId,Machine,Memory,MyAddress,Name,NumDynamicSlots,PartitionableSlot,SlotType,"
+    "State"
 )
 
 

@@ -320,7 +320,8 @@ class MachinePool(RecordedPool):
         self.drained: list[Machine] = []
         self.cancelled: list[Machine] = []
 
-    def drain(self, machines: Sequence[Machine], graceful: bool = True) -> None:
+    def drain(self, machines: Sequence[Machine], graceful: bool = True,
+              reason: str | None = None) -> None:
         if any(m.name == self.refuse for m in machines):
             raise CloudError(f"the startd of {self.refuse} refused to drain: PERMISSION DENIED")
         super().drain(machines, graceful)

@@ -25,10 +25,11 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    from heatgen.cli import inspect, render, sandbox, stack
+    from heatgen.cli import autoscale, inspect, render, sandbox, stack
 
     render.register(sub)
     stack.register(sub)
+    autoscale.register(sub)
     inspect.register(sub)
     sandbox.register(sub)
     return parser

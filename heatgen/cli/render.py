@@ -19,6 +19,11 @@ def register(sub: Any) -> None:
     render.add_argument(
         "--templates", metavar="DIR", help="directory whose *.j2 files override the built-in ones"
     )
+    render.add_argument(
+        "--autoscale-unit", action="store_true",
+        help="also write the systemd unit that runs `heatgen autoscale` for this grid "
+        "(autoscaling.mode: queue)",
+    )
     render.set_defaults(func=_render)
 
     schema = sub.add_parser(
@@ -32,9 +37,29 @@ def _render(args: argparse.Namespace) -> int:
     from heatgen.config import load_site
     from heatgen.render import render_site, write_rendered
 
-    grid = render_site(load_site(args.site), templates_dir=args.templates)
+    site = load_site(args.site)
+    grid = render_site(site, templates_dir=args.templates)
+    if args.autoscale_unit:
+        from pathlib import Path
+
+        from heatgen.autoscale.unit import autoscale_unit, unit_name
+        from heatgen.config import Mode
+        from heatgen.errors import UsageError
+
+        if site.autoscaling.mode is not Mode.QUEUE:
+            raise UsageError(f"--autoscale-unit: {args.site}: autoscaling.mode is "
+                             f"{site.autoscaling.mode.value}; the unit runs queue mode "
+                             "(autoscaling.mode: queue)")
+        unit = autoscale_unit(site, Path(args.site).resolve())
     for path in write_rendered(grid, args.output):
         print(path)
+    if args.autoscale_unit:
+        target = Path(args.output) / unit_name(site)
+        try:
+            target.write_text(unit, encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"{target}: cannot write the unit ({error.strerror})") from None
+        print(target)
     return 0
 
 

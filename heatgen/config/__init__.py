@@ -8,6 +8,7 @@ from heatgen.config.model import (
     Condor,
     Group,
     Master,
+    Mode,
     Network,
     OsFamily,
     ScaleIn,
@@ -19,7 +20,7 @@ from heatgen.config.model import (
 from heatgen.config.validate import load_site, site_json_schema, validate_site
 
 __all__ = [
-    "Autoscaling", "Condor", "Group", "Master", "Network", "OsFamily", "ScaleIn", "Site",
+    "Autoscaling", "Condor", "Group", "Master", "Mode", "Network", "OsFamily", "ScaleIn", "Site",
     "Telemetry", "WorkerGroup", "Workers", "load_site", "parse_document", "parse_yaml",
     "site_json_schema", "validate_site",
 ]

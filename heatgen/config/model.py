@@ -64,6 +64,14 @@ class ScaleIn(str, Enum):
     OFF = "off"
 
 
+class Mode(str, Enum):
+    """How the groups follow the load: Aodh CPU alarms (the 2017 design), or `heatgen
+    autoscale` deciding from the job queue."""
+
+    CPU = "cpu"
+    QUEUE = "queue"
+
+
 class OsFamily(str, Enum):
     EL9 = "el9"
     UBUNTU_2204 = "ubuntu22.04"
@@ -126,6 +134,14 @@ class Autoscaling(_Model):
     scale_up_step: Annotated[int, Field(strict=True, ge=1, le=1000)] = 1
     scale_down_step: Annotated[int, Field(strict=True, ge=1, le=1000)] = 1
     scale_in: ScaleIn = ScaleIn.ALARM
+    # queue mode (`heatgen autoscale`): no CPU alarms; decisions from the job queue
+    mode: Mode = Mode.CPU
+    interval: Annotated[int, Field(strict=True, ge=5, le=3600)] = 60
+    idle_timeout: Annotated[int, Field(strict=True, ge=0, le=86400)] = 600
+    join_timeout: Annotated[int, Field(strict=True, ge=60, le=86400)] = 900
+    scale_up_delay: Annotated[int, Field(strict=True, ge=0, le=86400)] = 0
+    max_scale_in: Annotated[int, Field(strict=True, ge=1, le=10000)] | None = None
+    keep_idle: Annotated[int, Field(strict=True, ge=0, le=10000)] = 0
 
     @field_validator("cpu_high", "cpu_low", mode="before")
     @classmethod
@@ -134,10 +150,16 @@ class Autoscaling(_Model):
             raise ValueError("must be a number")
         return value
 
+    def scale_in_limit(self, size: int) -> int:
+        """Members one decision may remove from a group of ``size``: ``max_scale_in``, by
+        default 10 % of the group and at least 1."""
+        return self.max_scale_in if self.max_scale_in is not None else max(1, size // 10)
+
 
 class GroupAutoscaling(_Model):
     """A worker group's overrides of the site's ``autoscaling`` section. The telemetry backend
-    and its granularity are the cloud's, so they are set for the whole site only."""
+    and its granularity are the cloud's, and one decision loop (``mode``, ``interval``) runs
+    for the whole grid, so those are set for the whole site only."""
 
     cpu_high: Percent | None = None
     cpu_low: Percent | None = None
@@ -146,6 +168,11 @@ class GroupAutoscaling(_Model):
     scale_up_step: Annotated[int, Field(strict=True, ge=1, le=1000)] | None = None
     scale_down_step: Annotated[int, Field(strict=True, ge=1, le=1000)] | None = None
     scale_in: ScaleIn | None = None
+    idle_timeout: Annotated[int, Field(strict=True, ge=0, le=86400)] | None = None
+    join_timeout: Annotated[int, Field(strict=True, ge=60, le=86400)] | None = None
+    scale_up_delay: Annotated[int, Field(strict=True, ge=0, le=86400)] | None = None
+    max_scale_in: Annotated[int, Field(strict=True, ge=1, le=10000)] | None = None
+    keep_idle: Annotated[int, Field(strict=True, ge=0, le=10000)] | None = None
 
     @field_validator("cpu_high", "cpu_low", mode="before")
     @classmethod

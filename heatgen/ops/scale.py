@@ -10,9 +10,11 @@ HTCondor evicts draining jobs after that, so a longer wait would only watch them
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from heatgen.cloud.group import group_members
 from heatgen.cloud.interface import Cloud, Definition, Event, Stack
 from heatgen.config import Group, Site
 from heatgen.contract import GridOutputs, GroupNames, as_int
@@ -25,7 +27,9 @@ from heatgen.ops.plan import Plan, reconciled_plan
 from heatgen.ops.report import Clock, Reporter
 from heatgen.ops.wait import Stall, latest_event, wait_for_stack
 from heatgen.pool import PoolQuery
+from heatgen.scalein import choice as scalein
 from heatgen.scalein import shrink
+from heatgen.scalein.choice import assess_members
 
 STALL_TIMEOUT = 300.0
 
@@ -46,6 +50,7 @@ class ScaleRequest:
     stall_timeout: float = STALL_TIMEOUT  # 0: never call a wait stalled
     site_label: str = "SITE.yaml"  # how hints name the site file
     group: str | None = None  # which worker group (needed when the site has several)
+    lock_held: bool = False  # the caller holds the stack's lock (autoscale's decision)
 
 
 @dataclass(frozen=True)
@@ -247,8 +252,9 @@ def scale(
         plan = reconciled_plan(previewed, deployed, wanted, current)
         return ScaleResult("planned", stack, params, plan=plan, elapsed=clock.now() - started,
                            group=names)
-    with stack_lock(stack, wait=request.wait_for_idle, timeout=request.timeout, report=report,
-                    clock=clock):
+    lock = contextlib.nullcontext() if request.lock_held else stack_lock(
+        stack, wait=request.wait_for_idle, timeout=request.timeout, report=report, clock=clock)
+    with lock:
         stack = refuse_if_busy(
             cloud, stack, wait_for_idle=request.wait_for_idle, timeout=request.timeout,
             report=report, clock=clock,
@@ -357,3 +363,45 @@ def _forget_removed(pool: PoolQuery, plan: shrink.ScaleInPlan, report: Reporter)
     except CloudError as error:
         report.note(f"the removed workers' ads stay in the collector until they expire "
                     f"({error})")
+
+
+def remove_members(
+    cloud: Cloud, site: Site, stack: Stack, pool: PoolQuery, group: str,
+    chosen: Sequence[str], report: Reporter, clock: Clock | None = None,
+    timeout: float = 1800.0, options: shrink.ScaleInOptions | None = None,
+) -> ScaleResult:
+    """Remove exactly the ``chosen`` members of ``group`` if the pool still says they are
+    idle (autoscale's drained members): mark them, look at the pool once more and unmark any
+    claimed since, then PATCH the group to its absolute size. The caller holds the stack's
+    lock."""
+    clock = clock or Clock()
+    started = clock.now()
+    options = options or shrink.ScaleInOptions()
+    names = requested_group(site, ScaleRequest(workers=0, group=group)).names
+    members = tuple(group_members(cloud, stack, names))
+    verdicts, unmatched = assess_members(members, pool.machines(), options.now())
+    wanted = set(chosen)
+    picked = tuple(v for v in verdicts if v.member.name in wanted and v.removable)
+    kept = tuple(v for v in verdicts if v not in picked)
+    plan = shrink.ScaleInPlan(members, scalein.Choice(len(picked), options.now(), picked, kept,
+                                                      unmatched=unmatched))
+    request = ScaleRequest(workers=plan.target_size, group=group, timeout=timeout)
+    params = {names.desired: plan.target_size}
+    if not plan.removed:
+        return ScaleResult("unchanged", stack, params, elapsed=clock.now() - started,
+                           scale_in=plan, group=names)
+    stack = refuse_if_busy(cloud, stack, wait_for_idle=False, timeout=timeout, report=report,
+                           clock=clock)
+    marker = latest_event(cloud, stack.id)
+    with shrink.marked(cloud, pool, plan, options, report.note) as plan:
+        params = {names.desired: plan.target_size}
+        if not plan.removed:
+            return ScaleResult("unchanged", stack, params, elapsed=clock.now() - started,
+                               scale_in=plan, group=names)
+        writes.update(cloud, stack, stackfields.patch_fields(params), True, report, clock)
+    request = replace(request, workers=plan.target_size)
+    result = _wait_resized(cloud, stack, request, params, report, clock, started, marker, plan,
+                           names)
+    if result.action == "scaled":
+        _forget_removed(pool, plan, report)
+    return result

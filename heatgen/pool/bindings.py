@@ -13,6 +13,7 @@ from typing import Any
 
 from heatgen.errors import CloudError
 from heatgen.pool.classad import STARTD_ATTRIBUTES, Expression, parse_startd_ads
+from heatgen.pool.jobs import Queue
 from heatgen.pool.model import Machine
 from heatgen.pool.ssh import DRAIN_REASON
 
@@ -112,7 +113,8 @@ class BindingsPool:
             plain = [{key: _plain_value(ad[key], classad2) for key in ad} for ad in ads]
         return parse_startd_ads(plain)
 
-    def drain(self, machines: Sequence[Machine], graceful: bool = True) -> None:
+    def drain(self, machines: Sequence[Machine], graceful: bool = True,
+              reason: str | None = None) -> None:
         """The bindings' equivalent of ``condor_drain -graceful`` (``-quick`` when not
         graceful): find the startd's address in a slot ad, then ask it to drain. An error of
         the drain itself is the startd's refusal, not the collector's."""
@@ -121,7 +123,8 @@ class BindingsPool:
             for machine in machines:
                 startd = self._startd(htcondor2, classad2, collector, machine)
                 try:
-                    request = startd.drainJobs(drain_type=drain_type, reason=DRAIN_REASON)
+                    request = startd.drainJobs(drain_type=drain_type,
+                                               reason=reason or DRAIN_REASON)
                 except htcondor2.HTCondorException as error:
                     raise CloudError(
                         f"the startd of {machine.name} refused to drain: {error}; the likely "
@@ -148,6 +151,12 @@ class BindingsPool:
                 self._drain_requests.pop(machine.name, None)
             if failures:
                 raise CloudError(f"cancelling the drain failed for {'; '.join(failures)}")
+
+    def queue(self) -> Queue:
+        raise CloudError(
+            "reading the job queue through the bindings is not supported yet: run heatgen "
+            "autoscale with --pool ssh (the schedd is on the master)"
+        )
 
     def forget(self, machines: Sequence[Machine]) -> None:
         """Invalidate each machine's startd and master ads at the collector (needs a token

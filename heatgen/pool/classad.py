@@ -23,6 +23,7 @@ SERVER_ID_ATTRIBUTE = "HeatGenServerId"
 STARTD_ATTRIBUTES: tuple[str, ...] = (
     "Activity",
     "Cpus",
+    "DrainReason",
     "DynamicSlot",
     "EnteredCurrentActivity",
     "EnteredCurrentState",
@@ -136,6 +137,9 @@ def parse_startd_ads(ads: Iterable[Mapping[str, Any]]) -> list[Machine]:
         sinfuls = (_string(ad, "myaddress") or _string(ad, "startdipaddr") for ad, _ in members)
         sinful = next((s for s in sinfuls if s), None)
         address, addresses = parse_sinful(sinful) if sinful else (None, ())
+        drain_reason = next(
+            (reason for ad, _ in members if (reason := _string(ad, "drainreason"))), None
+        )
         machines.append(
             Machine(
                 name=machine_name,
@@ -143,6 +147,7 @@ def parse_startd_ads(ads: Iterable[Mapping[str, Any]]) -> list[Machine]:
                 addresses=addresses,
                 server_id=server_id,
                 slots=tuple(slot for _, slot in members),
+                drain_reason=drain_reason,
             )
         )
     return machines

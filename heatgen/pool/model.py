@@ -31,7 +31,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from heatgen.pool.jobs import Queue
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Machine:
     addresses: tuple[str, ...]
     server_id: str | None
     slots: tuple[Slot, ...]
+    drain_reason: str | None = None  # the -reason of the drain under way (DrainReason)
 
     @property
     def owner_slots(self) -> tuple[Slot, ...]:
@@ -202,9 +206,14 @@ class PoolQuery(Protocol):
 
     def machines(self) -> list[Machine]: ...
 
-    def drain(self, machines: Sequence[Machine], graceful: bool = True) -> None: ...
+    def drain(self, machines: Sequence[Machine], graceful: bool = True,
+              reason: str | None = None) -> None:
+        """Drain each machine (``reason``: the drain's ``-reason``; default heatgen scale-in's)."""
 
     def cancel_drain(self, machines: Sequence[Machine]) -> None: ...
+
+    def queue(self) -> Queue:
+        """The schedd's idle jobs and the end of the negotiator's last cycle."""
 
     def forget(self, machines: Sequence[Machine]) -> None:
         """Drop the machines' ads from the collector: a removed worker's VM vanishes without

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from heatgen.errors import CloudError
 from heatgen.pool.classad import STARTD_ATTRIBUTES, parse_condor_status_json
+from heatgen.pool.jobs import JOB_ATTRIBUTES, Queue, parse_condor_q_json
 from heatgen.pool.model import Machine
 
 DRAIN_REASON = "heatgen scale-in"
@@ -151,14 +152,15 @@ class SshPool:
         except CloudError as error:
             raise CloudError(f"condor_status on {self.target}: {error}") from error
 
-    def drain(self, machines: Sequence[Machine], graceful: bool = True) -> None:
+    def drain(self, machines: Sequence[Machine], graceful: bool = True,
+              reason: str | None = None) -> None:
         """``condor_drain`` each machine's startd (by :func:`startd_name`); ``graceful=False``
         means ``-quick`` (evict now, with the usual vacate time) rather than ``-fast`` (hard
         kill). A startd that refuses is named in the error."""
         schedule = "-graceful" if graceful else "-quick"
         for machine in machines:
             name = startd_name(machine)
-            remote = ["condor_drain", schedule, "-reason", DRAIN_REASON, name]
+            remote = ["condor_drain", schedule, "-reason", reason or DRAIN_REASON, name]
             try:
                 self._run(f"condor_drain {name}", remote)
             except _CommandFailed as error:
@@ -166,6 +168,20 @@ class SshPool:
                     f"the startd of {machine.name} refused to drain: condor_drain {name} on "
                     f"{self.target} failed with exit status {error.status}: {error.detail}"
                 ) from error
+
+    def queue(self) -> Queue:
+        """Every user's idle jobs (``condor_q -allusers``) and the negotiator's last cycle."""
+        remote = ["condor_q", "-allusers", "-constraint", "JobStatus == 1", "-json",
+                  "-attributes", ",".join(JOB_ATTRIBUTES)]
+        output = self._run("condor_q", remote)
+        cycle = self._run("condor_status -negotiator",
+                          ["condor_status", "-negotiator", "-af", "LastNegotiationCycleEnd0"])
+        try:
+            jobs = parse_condor_q_json(output)
+        except CloudError as error:
+            raise CloudError(f"condor_q on {self.target}: {error}") from error
+        ends = [int(word) for word in cycle.split() if word.isdigit()]
+        return Queue(tuple(jobs), max(ends) if ends else None)
 
     def forget(self, machines: Sequence[Machine]) -> None:
         """``condor_advertise INVALIDATE_*_ADS`` for each machine's startd and master ads,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from heatgen.config import Group, ScaleIn, Site, Telemetry
+from heatgen.config import Group, Mode, ScaleIn, Site, Telemetry
 from heatgen.units import cpu_nanoseconds, plain_number, prometheus_percent_divisor
 
 
@@ -112,8 +112,8 @@ def alarms_for(site: Site, group: Group | None = None) -> list[AlarmSpec]:
     alarm unless its scale_in is alarm."""
     group = group or site.groups[0]
     scaling = group.autoscaling
-    if scaling.telemetry is Telemetry.NONE:
-        return []
+    if scaling.telemetry is Telemetry.NONE or scaling.mode is Mode.QUEUE:
+        return []  # queue mode: `heatgen autoscale` decides from the job queue
     names = group.names
     whose = "the workers'" if names.single else f"group {group.name}'s workers'"
     alarms = [
@@ -141,7 +141,7 @@ def alarms_for(site: Site, group: Group | None = None) -> list[AlarmSpec]:
 def heat_parameters(site: Site) -> dict[str, Any]:
     """The Heat parameter values of the main template for ``site``, in a stable order."""
     params: dict[str, Any] = {}
-    with_alarms = site.autoscaling.telemetry is not Telemetry.NONE
+    with_alarms = any(alarms_for(site, group) for group in site.groups)
     for name, value_of in PARAMETER_MAP:
         if name in ALARM_PARAMETERS and not with_alarms:
             continue

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from heatgen.errors import CloudError
 from heatgen.pool import Machine, parse_condor_status_json
+from heatgen.pool.jobs import Queue
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,13 @@ class RecordedPool:
         self.queries += 1
         return list(snapshot)
 
-    def drain(self, machines: Sequence[Machine], graceful: bool = True) -> None:
+    def drain(self, machines: Sequence[Machine], graceful: bool = True,
+              reason: str | None = None) -> None:
         self.drain_requests.append(DrainRequest(tuple(m.name for m in machines), graceful))
+
+    def queue(self) -> Queue:
+        """A recording has no jobs (an empty queue)."""
+        return Queue(())
 
     def cancel_drain(self, machines: Sequence[Machine]) -> None:
         self.cancel_requests.append(tuple(m.name for m in machines))

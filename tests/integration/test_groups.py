@@ -151,12 +151,22 @@ def test_two_groups_join_take_their_jobs_and_resize_alone(
 
     # Removing group b from the config while it has a worker is refused, nothing changed.
     code, out, err = cli("deploy", str(_site(tmp_path, _group("a", 1, 3, 1)
-                                             + _group("c", 0, 1, 1), "no-b")))
+                                             + _group("c", 0, 1, 1), "b-gone")))
     assert code == 2, err
     assert "removes worker group workers_b: all 1 workers would be removed" in err
     assert _members(pool_sandbox)["b"] == first["b"]
+    # Drained to 0 (its worker is idle), group b goes by re-deploy; a and c stay as they are.
+    code, out, err = cli("scale", str(three), "--group", "b", "--workers", "0", "--min", "0")
+    assert code == 0, err
+    no_b = _site(tmp_path, _group("a", 1, 3, 1, "    autoscaling: {cooldown: 90}\n")
+                 + _group("c", 0, 1, 1), "no-b")
+    code, out, err = cli("deploy", str(no_b))
+    assert code == 0, err
+    final = _members(pool_sandbox)
+    assert final == {"a": after["a"], "c": after["c"]}, final
+    assert "worker_count_b" not in _outputs(pool_sandbox, STACK)
 
-    code, out, err = cli("delete", str(three), "--yes")
+    code, out, err = cli("delete", str(no_b), "--yes")
     assert code == 0, err
     assert STACK not in [s.stack_name for s in pool_sandbox.heat.stacks.list()] or \
         pool_sandbox.heat.stacks.get(STACK).stack_status == "DELETE_COMPLETE"

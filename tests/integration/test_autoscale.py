@@ -1,0 +1,124 @@
+"""`heatgen autoscale` on the real-pool sandbox: a queue grows the group to what it needs in
+one decision, every job runs once, and the idle workers go again (drained first, removed at the
+next decision), with no busy worker removed and no job evicted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import REPO, Sandbox
+from .test_pool import FAST_NEGOTIATOR, _hosts, _jobs, _on_master, _outputs, _until
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.pool]
+
+STACK = "queue-grid"
+JOBS = int(os.environ.get("HEATGEN_AUTOSCALE_JOBS", "4"))
+JOB_SECONDS = int(os.environ.get("HEATGEN_AUTOSCALE_JOB_SECONDS", "20"))
+HEATGEN = [sys.executable, "-m", "heatgen"]
+
+
+def _site(directory: Path) -> Path:
+    text = (REPO / "examples" / "debian13.yaml").read_text()
+    text = text.replace("site: debian13-grid", f"site: {STACK}")
+    text = text.replace('  version: "23.9"\n', '  version: "23.9"\n' + FAST_NEGOTIATOR)
+    text = text.replace("  max: 7\n", "  max: 3\n")
+    scaling = text[text.index("autoscaling:\n"):text.index("condor:\n")]
+    text = text.replace(scaling, "autoscaling:\n  mode: queue\n  telemetry: none\n"
+                                 "  interval: 10\n  idle_timeout: 20\n  max_scale_in: 2\n")
+    path = directory / f"{STACK}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def env(pool_sandbox: Sandbox) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    environment["HEATGEN_SANDBOX_DIR"] = str(pool_sandbox.config.state_dir)
+    return environment
+
+
+@pytest.fixture
+def grid(pool_sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
+    site = _site(tmp_path)
+    subprocess.run([*HEATGEN, "deploy", str(site)], env=env, check=True, capture_output=True,
+                   text=True, timeout=900)
+    try:
+        yield site
+    finally:
+        subprocess.run([*HEATGEN, "delete", str(site), "--yes"], env=env, capture_output=True,
+                       timeout=900)
+        _until("hosts gone", lambda: _hosts(pool_sandbox).server_ids() == [], 60)
+
+
+def _size(sandbox: Sandbox) -> int:
+    return int(_outputs(sandbox, STACK)["worker_count"])
+
+
+def test_the_queue_grows_the_group_in_one_decision_and_idle_workers_go_again(
+    pool_sandbox: Sandbox, env: dict[str, str], grid: Path, tmp_path: Path
+) -> None:
+    _until("the first worker in the pool", lambda: "1" == _on_master(
+        pool_sandbox, STACK, "sh", "-c", "condor_status -af Machine | sort -u | wc -l").strip())
+    _on_master(pool_sandbox, STACK, "sh", "-c", "id carol >/dev/null 2>&1 || useradd -m carol")
+    cpus = int(_on_master(pool_sandbox, STACK, "condor_status", "-af", "TotalCpus")
+               .split()[0])
+    # Each job takes a whole worker: JOBS jobs need JOBS workers; the group's max is 3.
+    submit = (f"executable = /bin/sleep\narguments = {JOB_SECONDS}\nrequest_cpus = {cpus}\n"
+              "request_memory = 32\nrequest_disk = 1024\ntransfer_executable = false\n"
+              "should_transfer_files = YES\nwhen_to_transfer_output = ON_EXIT\n"
+              f"log = /home/carol/jobs.log\nqueue {JOBS}\n")
+    _on_master(pool_sandbox, STACK, "su", "-s", "/bin/sh", "carol", "-c",
+               "cd /home/carol && cat > job.sub && condor_submit job.sub", input_text=submit)
+    time.sleep(12)  # let the negotiator see them (a cycle every 5 s)
+    status = tmp_path / "autoscale.prom"
+    loop = subprocess.Popen(
+        [*HEATGEN, "autoscale", str(grid), "--format", "json", "--status-file", str(status)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    records: list[dict[str, Any]] = []
+    try:
+        _until("every job done", lambda: all(
+            j.get("JobStatus") == 4 for j in _jobs(pool_sandbox, STACK)) and len(
+            _jobs(pool_sandbox, STACK)) == JOBS, 600)
+        done_at = time.monotonic()
+        _until("the group back at min 1", lambda: _size(pool_sandbox) == 1, 240)
+        back_after = time.monotonic() - done_at
+    finally:
+        loop.send_signal(signal.SIGTERM)
+        out, err = loop.communicate(timeout=900)
+        records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert loop.returncode == 0, err
+    assert "stopped by signal 15" in err and "no member is left marked" in err
+    sizes = [(r["groups"][0]["size"], r["groups"][0]["target"]) for r in records if r["groups"]]
+    # One decision asks for everything: min(JOBS - 1 running, ...) new workers, up to max 3.
+    grows = [(size, target) for size, target in sizes if target > size]
+    assert grows and grows[0] == (1, min(3, JOBS)), sizes
+    # Every job ran exactly once; none was evicted by a removal.
+    finished = _jobs(pool_sandbox, STACK)
+    assert len(finished) == JOBS and all(j["NumJobStarts"] == 1 for j in finished), finished
+    log = _on_master(pool_sandbox, STACK, "cat", "/home/carol/jobs.log")
+    assert log.count("Job executing on host") == JOBS
+    assert "Job was evicted" not in log and "Job was aborted" not in log
+    # Removals only of members autoscale had drained and found still idle.
+    for record in records:
+        for member in record["groups"][0]["members"] if record["groups"] else []:
+            if member["action"] == "remove":
+                assert member["state"] == "drained", member
+    removed = [a for r in records for a in r["actions"] if ": removed " in a]
+    assert removed, [r["actions"] for r in records]
+    print(f"back at min {back_after:.0f} s after the queue drained; {len(records)} decisions")
+    # idle_timeout 20 s, interval 10 s: drain, then remove at the next decision
+    assert back_after < 20 + 6 * 10 + 60, back_after
+    prom = status.read_text()
+    assert 'heatgen_autoscale_members_removed_total{stack="queue-grid"}' in prom
+    assert "# TYPE heatgen_autoscale_decisions_total counter" in prom

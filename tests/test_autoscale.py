@@ -135,7 +135,11 @@ def test_a_member_that_never_joined_is_reported_not_counted() -> None:
     cpu = decision.group("cpu")
     assert [m.state for m in cpu.members] == ["idle", "missing"]
     assert "not in the pool 900 s after it was created" in cpu.members[1].reason
+    assert cpu.replace == ("member-7",) and cpu.action == "replace"
     assert cpu.new_workers == 1 and cpu.target == 3
+    # an empty collector (just restarted) is no reason to replace anyone
+    empty = plan({"cpu": [member(1), member(7)]}, [], [])
+    assert empty.group("cpu").replace == ()
 
 
 def test_jobs_the_negotiator_has_not_seen_wait_for_it() -> None:
@@ -390,6 +394,22 @@ def test_a_group_that_keeps_failing_backs_off() -> None:
     assert state.backoff_until["workers"] == NOW + 60
     held = _step(cloud, pool, state=state)
     assert held.decision is not None and "backs off until" in held.decision.groups[0].reason
+
+
+def test_a_member_that_never_joined_is_marked_and_the_group_patched_to_its_size() -> None:
+    cloud = FakeCloud()
+    _grid(cloud, 2)
+    pool = QueuePool(IDLE[:1], [])  # member-2 never joined
+    state = loop.LoopState()
+    outcome = _step(cloud, pool, state=state)
+    assert outcome.actions[0] == "workers: replaced member-2 (never joined the pool)"
+    marks = [args for name, args in cloud.calls if name == "mark_unhealthy"]
+    assert marks == [("member-2", True, "heatgen autoscale: never joined the pool, replaced")]
+    updates = [args for name, args in cloud.calls if name == "update_stack"]
+    assert updates[0] == {"fields": {"parameters": {"worker_desired": 2}}, "patch": True}
+    assert state.replaced == 1 and state.failures == {"workers": 1}
+    # the idle member-1 is not drained while the group is not whole
+    assert pool.drain_requests == [] and len(outcome.actions) == 1
 
 
 def test_the_status_file_is_prometheus_text_with_the_latest_record() -> None:

@@ -54,7 +54,7 @@ class MemberDecision:
     name: str
     server_id: str | None
     state: str  # booting | missing | idle | busy | draining | drained
-    action: str  # keep | drain | remove | undrain
+    action: str  # keep | drain | remove | undrain | replace
     reason: str
     machines: tuple[str, ...] = ()
     idle_since: int | None = None  # epoch second, for idle members
@@ -87,7 +87,13 @@ class GroupDecision:
         return tuple(m.name for m in self.members if m.action == "undrain")
 
     @property
+    def replace(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.members if m.action == "replace")
+
+    @property
     def action(self) -> str:
+        if self.replace:
+            return "replace"
         if self.grow:
             return "grow"
         if self.remove:
@@ -210,7 +216,7 @@ def decide(
                                           verdict.reason, names))
             for machine in found:
                 free += [(group, b) for b in _free_bins(machine, group)]
-        states[group.name] = members
+        states[group.name] = _replacements(group, members, trusted=bool(machines))
 
     # Demand: what the negotiator has seen and cannot place on a free slot.
     seen, later = [], []
@@ -261,6 +267,25 @@ def decide(
                                          booting.get(group.name, 0), now))
     return Decision(now, tuple(decisions), tuple(unserved), tuple(matched_soon), tuple(later),
                     tuple(notes))
+
+
+def _replacements(group: Group, members: list[MemberDecision],
+                  trusted: bool) -> list[MemberDecision]:
+    """Members that never joined are replaced (Heat rebuilds them: the group keeps its size),
+    at most ``max_scale_in`` per decision, and only while the pool lists some machine: an
+    empty collector (just restarted) says nothing about who joined."""
+    if not trusted:
+        return members
+    limit = group.autoscaling.scale_in_limit(len(members))
+    out, replaced = [], 0
+    for member in members:
+        if member.state == "missing" and replaced < limit:
+            replaced += 1
+            member = MemberDecision(member.name, member.server_id, member.state, "replace",
+                                    member.reason + ": replaced (marked unhealthy, Heat "
+                                    "rebuilds it)", member.machines)
+        out.append(member)
+    return out
 
 
 def _group_decision(
@@ -336,6 +361,8 @@ def _scale_in(view: GroupView, members: list[MemberDecision], now: float) -> Gro
                                           "cancelled, kept")
     idle = sorted((m for m in members if m.state == "idle"),
                   key=lambda m: (m.idle_since is None, m.idle_since or 0))
+    if any(m.state == "missing" for m in members):
+        idle = []  # a group with members that never joined is not shrunk until it is whole
     draining = 0
     for member in idle:
         since = member.idle_since
@@ -363,6 +390,8 @@ def _scale_in(view: GroupView, members: list[MemberDecision], now: float) -> Gro
         parts.append(f"drain {draining}")
     reason = ("no job waits for this group: " + ", ".join(parts)) if parts else \
         "no job waits for this group; nothing idle long enough to go"
+    if any(m.state == "missing" for m in members):
+        reason += " (members that never joined: no new drains until they are replaced)"
     return GroupDecision(group.name, size, target, (), 0, reason, final)
 
 

@@ -29,7 +29,7 @@ from heatgen.errors import CloudError, HeatgenError, StackBusy, UsageError
 from heatgen.ops.busy import stack_lock
 from heatgen.ops.inspect import require_stack
 from heatgen.ops.report import Clock, Reporter
-from heatgen.ops.scale import ScaleRequest, remove_members, scale
+from heatgen.ops.scale import ScaleRequest, remove_members, replace_members, scale
 from heatgen.pool import PoolQuery
 from heatgen.scalein import shrink
 
@@ -48,6 +48,7 @@ class LoopState:
     added: int = 0
     removed: int = 0
     drained: int = 0
+    replaced: int = 0
     failed_decisions: int = 0
     unmatched: int = 0
 
@@ -155,7 +156,17 @@ def _act(
     options = shrink.ScaleInOptions(now=now)
     for group in decision.groups:
         members = {m.name: m for m in group.members}
+        failed = ""
         try:
+            if group.replace:
+                replace_members(cloud, site, stack, group.name, group.replace, report, clock,
+                                timeout)
+                state.replaced += len(group.replace)
+                # a member that never joined is a failure of the group: repeated, it backs off
+                failed = state.failed(group.name, now())
+                actions.append(f"{group.name}: replaced {', '.join(group.replace)} (never "
+                               f"joined the pool){failed}")
+                stack = cloud.get_stack(stack.id) or stack
             if group.undrain:
                 machines = [m for m in pool.machines()
                             if any(m.name in members[n].machines for n in group.undrain)]
@@ -187,7 +198,8 @@ def _act(
                 state.grew_at[group.name] = now()
                 actions.append(f"{group.name}: grew {group.size} -> {result.wanted}")
                 stack = result.stack or cloud.get_stack(stack.id) or stack
-            state.succeeded(group.name)
+            if not group.replace:
+                state.succeeded(group.name)
         except HeatgenError as error:
             more = state.failed(group.name, now())
             skipped.append(f"{group.name}: {group.action} failed: {error}{more}")
@@ -235,6 +247,8 @@ def status_text(outcome: Outcome, state: LoopState, stack: str) -> str:
          state.removed),
         ("heatgen_autoscale_members_drained_total", "counter", "Members drained for removal",
          state.drained),
+        ("heatgen_autoscale_members_replaced_total", "counter",
+         "Members replaced because they never joined the pool", state.replaced),
         ("heatgen_autoscale_jobs_unmatched", "gauge",
          "Idle jobs that fit no group at the latest decision", state.unmatched),
     ]
@@ -272,4 +286,4 @@ def write_status(path: Path, text: str) -> None:
 
 def counters(state: LoopState) -> Mapping[str, int]:
     return {"decisions": state.decisions, "added": state.added, "removed": state.removed,
-            "drained": state.drained}
+            "drained": state.drained, "replaced": state.replaced}

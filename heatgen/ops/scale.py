@@ -18,7 +18,7 @@ from heatgen.cloud.group import group_members
 from heatgen.cloud.interface import Cloud, Definition, Event, Stack
 from heatgen.config import Group, Site
 from heatgen.contract import GridOutputs, GroupNames, as_int
-from heatgen.errors import CloudError, StackBusy, StackFailed, UsageError
+from heatgen.errors import CloudError, HeatgenError, StackBusy, StackFailed, UsageError
 from heatgen.ops import fields as stackfields
 from heatgen.ops import writes
 from heatgen.ops.busy import refuse_if_busy, stack_lock
@@ -405,3 +405,45 @@ def remove_members(
     if result.action == "scaled":
         _forget_removed(pool, plan, report)
     return result
+
+
+REPLACE_REASON = "heatgen autoscale: never joined the pool, replaced"
+
+
+def replace_members(
+    cloud: Cloud, site: Site, stack: Stack, group: str, chosen: Sequence[str],
+    report: Reporter, clock: Clock | None = None, timeout: float = 1800.0,
+) -> ScaleResult:
+    """Replace the ``chosen`` members of ``group`` (members that never joined the pool): mark
+    them unhealthy, then PATCH the group to the size it has, which makes Heat rebuild every
+    member it finds marked. Marks are taken back if the PATCH is not sent. The caller holds
+    the stack's lock."""
+    clock = clock or Clock()
+    started = clock.now()
+    names = requested_group(site, ScaleRequest(workers=0, group=group)).names
+    members = {m.name: m for m in group_members(cloud, stack, names)}
+    size = GridOutputs.of(stack.outputs, names).worker_count
+    if size is None:
+        raise CloudError(f"stack {stack.name} has no size for group {names.group}")
+    stack = refuse_if_busy(cloud, stack, wait_for_idle=False, timeout=timeout, report=report,
+                           clock=clock)
+    marker = latest_event(cloud, stack.id)
+    params = {names.desired: size}
+    held: list[str] = []
+    try:
+        for name in chosen:
+            member = members[name]
+            cloud.mark_unhealthy(member.nested_stack_id, name, True, REPLACE_REASON)
+            held.append(name)
+        writes.update(cloud, stack, stackfields.patch_fields(params), True, report, clock)
+    except BaseException:
+        for name in held:
+            try:
+                cloud.mark_unhealthy(members[name].nested_stack_id, name, False,
+                                     "heatgen autoscale: replacement not sent")
+            except HeatgenError:
+                continue
+        raise
+    request = ScaleRequest(workers=size, group=group, timeout=timeout)
+    return _wait_resized(cloud, stack, request, params, report, clock, started, marker,
+                         names=names)

@@ -1,6 +1,7 @@
 """`heatgen autoscale` on the real-pool sandbox: a queue grows the group to what it needs in
-one decision, every job runs once, and the idle workers go again (drained first, removed at the
-next decision), with no busy worker removed and no job evicted.
+one decision, a member whose host dies at boot is replaced after join_timeout, every job runs
+once, and the idle workers go again (drained first, removed at the next decision), with no busy
+worker removed and no job evicted.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def _site(directory: Path) -> Path:
     text = text.replace("  max: 7\n", "  max: 3\n")
     scaling = text[text.index("autoscaling:\n"):text.index("condor:\n")]
     text = text.replace(scaling, "autoscaling:\n  mode: queue\n  telemetry: none\n"
-                                 "  interval: 10\n  idle_timeout: 20\n  max_scale_in: 2\n")
+                                 "  interval: 10\n  idle_timeout: 20\n  max_scale_in: 2\n"
+                                 "  join_timeout: 60\n")
     path = directory / f"{STACK}.yaml"
     path.write_text(text)
     return path
@@ -86,7 +88,26 @@ def test_the_queue_grows_the_group_in_one_decision_and_idle_workers_go_again(
         [*HEATGEN, "autoscale", str(grid), "--format", "json", "--status-file", str(status)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     records: list[dict[str, Any]] = []
+    hosts = _hosts(pool_sandbox)
+    first = set(hosts.server_ids())
     try:
+        # The first worker the loop adds dies as it boots (a VM that never comes up): it never
+        # joins, and join_timeout later the loop has it replaced.
+        dead: list[str] = []
+
+        def kill_a_new_host() -> bool:
+            for server_id in set(hosts.server_ids()) - first:
+                state = hosts.state(server_id)
+                if state is not None and state.pid is not None:
+                    os.killpg(state.pid, signal.SIGKILL)
+                    dead.append(server_id)
+                    return True
+            return False
+
+        _until("a new worker's host started", kill_a_new_host, 120, lambda: str(
+            hosts.server_ids()))
+        _until("the dead member replaced", lambda: dead[0] not in
+               _outputs(pool_sandbox, STACK)["worker_server_ids"].values(), 300)
         _until("every job done", lambda: all(
             j.get("JobStatus") == 4 for j in _jobs(pool_sandbox, STACK)) and len(
             _jobs(pool_sandbox, STACK)) == JOBS, 600)
@@ -109,6 +130,8 @@ def test_the_queue_grows_the_group_in_one_decision_and_idle_workers_go_again(
     log = _on_master(pool_sandbox, STACK, "cat", "/home/carol/jobs.log")
     assert log.count("Job executing on host") == JOBS
     assert "Job was evicted" not in log and "Job was aborted" not in log
+    replaced = [a for r in records for a in r["actions"] if ": replaced " in a]
+    assert replaced and "never joined the pool" in replaced[0], [r["actions"] for r in records]
     # Removals only of members autoscale had drained and found still idle.
     for record in records:
         for member in record["groups"][0]["members"] if record["groups"] else []:

@@ -491,3 +491,36 @@ def test_a_drain_reason_is_read_from_the_slot_ads() -> None:
             "PartitionableSlot": True, "NumDynamicSlots": 0, "DrainReason": DRAIN_REASON}]
     [machine] = parse_startd_ads(ads)
     assert machine.drain_reason == DRAIN_REASON and machine.idle and machine.draining
+
+
+def test_a_mark_an_interrupted_run_left_is_taken_back_before_anything_else() -> None:
+    from heatgen.scalein.shrink import MARK_REASON
+
+    cloud = FakeCloud()
+    stack = _grid(cloud, 2)
+    # a scale-in SIGKILLed between marking member-2 and the PATCH
+    stack.resources[1] = dataclasses.replace(stack.resources[1], status="CHECK_FAILED",
+                                             reason=MARK_REASON)
+    pool = QueuePool(IDLE[:2], [job(i, cpus=2) for i in range(9)])
+    outcome = _step(cloud, pool)
+    assert outcome.actions == ("workers: took back the mark an interrupted heatgen left on "
+                               "member-2",)
+    marks = [args for name, args in cloud.calls if name == "mark_unhealthy"]
+    assert [m[:2] for m in marks] == [("member-2", False)]
+    assert "update_stack" not in cloud.names()  # no PATCH that would replace member-2
+
+
+def test_a_drain_the_collector_does_not_show_yet_is_neither_repeated_nor_removed() -> None:
+    cloud = FakeCloud()
+    _grid(cloud, 2)
+    state = loop.LoopState()
+    first = _step(cloud, QueuePool(IDLE[:2], []), state=state)
+    assert first.decision is not None and first.decision.groups[0].drain == ("member-1",)
+    # the next decision still sees member-1's old ad (Unclaimed/Idle, no DrainReason)
+    pool = QueuePool(IDLE[:2], [])
+    second = _step(cloud, pool, state=state)
+    assert second.decision is not None
+    member = second.decision.groups[0].members[0]
+    assert (member.state, member.action) == ("draining", "keep")
+    assert "not yet shown by the collector" in member.reason
+    assert pool.drain_requests == [] and "update_stack" not in cloud.names()

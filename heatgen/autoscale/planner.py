@@ -1,11 +1,12 @@
 """One autoscaling decision, as pure logic: from the groups' members (Heat), the pool's
 machines (the collector) and the idle jobs (the schedd) to what each group should do.
 
-- **Demand.** Idle jobs the negotiator has already seen (queued before its last cycle) and
-  that no free slot of the pool fits (those the negotiator matches by itself). Each goes to
-  the group whose fresh worker it fits (HTCondor's own evaluation of the job's requirements
-  and the group's start rule, :mod:`heatgen.autoscale.match`) with the least waste, then the
-  lower group order; a job that fits no group is reported, never a reason to grow.
+- **Demand.** Idle jobs the negotiator has already tried (queued before it last rejected
+  their autocluster, or before its last cycle) and that no free slot of the pool fits (those
+  the negotiator matches by itself). Each goes to the group whose fresh worker it fits
+  (HTCondor's own evaluation of the job's requirements and the group's start rule,
+  :mod:`heatgen.autoscale.match`) with the least waste, then the lower group order; a job
+  that fits no group is reported, never a reason to grow.
 - **Growth.** Per group, the jobs are packed first-fit-decreasing onto the members still
   booting (within ``join_timeout``: capacity on its way), then onto new workers of the
   group's shape; the new workers are the growth, within ``max`` and ``scale_up_delay``: one
@@ -47,6 +48,8 @@ class GroupView:
     members: tuple[Member, ...]
     grew_at: float | None = None  # when this loop last grew the group
     backoff_until: float | None = None  # no growth before this (after repeated failures)
+    # members this loop drained whose machines the collector may not show drained yet
+    drain_requested: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,13 @@ def decide(
                 continue
             names = tuple(m.name for m in found)
             draining = any(m.draining or m.drain_reason for m in found)
+            if not draining and member.name in view.drain_requested:
+                # drained at the last decision; the startd's new ad is not in yet
+                members.append(MemberDecision(
+                    member.name, member.server_id, "draining", "keep",
+                    "drain requested at the last decision, not yet shown by the collector",
+                    names))
+                continue
             ours = any(m.drain_reason == DRAIN_REASON for m in found)
             idle = all(m.idle for m in found)
             if draining:
@@ -220,9 +230,11 @@ def decide(
 
     # Demand: what the negotiator has seen and cannot place on a free slot.
     seen, later = [], []
+    tried = _last_tried(queue)
     for job in queue.jobs:
-        cutoff = queue.last_cycle_end
-        if cutoff is not None and job.queued_at is not None and job.queued_at > cutoff:
+        cutoff = max(queue.last_cycle_end or 0, tried.get(job.number("AutoClusterId"), 0),
+                     job.number("LastRejMatchTime") or 0)
+        if job.queued_at is not None and job.queued_at > cutoff:
             later.append(job.id)
         else:
             seen.append(job)
@@ -267,6 +279,19 @@ def decide(
                                          booting.get(group.name, 0), now))
     return Decision(now, tuple(decisions), tuple(unserved), tuple(matched_soon), tuple(later),
                     tuple(notes))
+
+
+def _last_tried(queue: Queue) -> dict[int | None, int]:
+    """When the negotiator last tried (and failed to match) each autocluster: it rejects an
+    autocluster by one of its jobs (``LastRejMatchTime``), so the time stands for all of its
+    jobs. The negotiator's own ad in the collector is refreshed only every few minutes, so
+    this is the fresher sign that a job has been seen."""
+    tried: dict[int | None, int] = {}
+    for job in queue.jobs:
+        cluster, when = job.number("AutoClusterId"), job.number("LastRejMatchTime")
+        if cluster is not None and when is not None:
+            tried[cluster] = max(tried.get(cluster, 0), when)
+    return tried
 
 
 def _replacements(group: Group, members: list[MemberDecision],
@@ -363,13 +388,17 @@ def _scale_in(view: GroupView, members: list[MemberDecision], now: float) -> Gro
                   key=lambda m: (m.idle_since is None, m.idle_since or 0))
     if any(m.state == "missing" for m in members):
         idle = []  # a group with members that never joined is not shrunk until it is whole
+    # drains of autoscale's still under way count against the limit and the floor
+    pending = sum(1 for m in members if m.state == "draining" and m.action == "keep"
+                  and (m.reason.startswith("drain requested")
+                       or m.reason == "drained by heatgen autoscale"))
     draining = 0
     for member in idle:
         since = member.idle_since
         if since is None or now - since < scaling.idle_timeout:
             continue
-        after = size - removing - draining - 1
-        if removing + draining >= limit:
+        after = size - removing - draining - pending - 1
+        if removing + draining + pending >= limit:
             set_action(member, "keep", f"idle, but max_scale_in {limit} is reached")
         elif after < floor:
             set_action(member, "keep", f"idle, kept for min {floor}")

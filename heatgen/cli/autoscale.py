@@ -43,6 +43,20 @@ def register(sub: Any) -> None:
     auto.set_defaults(func=_autoscale)
 
 
+class _NotesOnly:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def event(self, event: Any) -> None:
+        return None
+
+    def note(self, message: str) -> None:
+        self.inner.note(message)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def _autoscale(args: argparse.Namespace) -> int:
     from heatgen.cli.output import ConsoleReporter
     from heatgen.config import load_site
@@ -59,7 +73,9 @@ def _autoscale(args: argparse.Namespace) -> int:
         raise UsageError(f"--status-file {args.status_file}: no such directory "
                          f"{args.status_file.parent}")
     target = common.open_target(site, args.os_cloud)
-    report = ConsoleReporter(progress=False)
+    # a daemon's log: the notes of each action (on stderr), not every Heat event; the
+    # decision records say what happened
+    report = _NotesOnly(ConsoleReporter(progress=False))
     pool_for = pool_factory(args, target, site.keypair)
     state = autoscale.LoopState()
     stopping: list[int] = []

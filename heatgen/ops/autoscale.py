@@ -42,6 +42,8 @@ class LoopState:
     """What the loop remembers between decisions, and its counters."""
 
     grew_at: dict[str, float] = field(default_factory=dict)
+    # members drained at the latest decision (the collector may lag behind the startd)
+    drain_requested: set[str] = field(default_factory=set)
     failures: dict[str, int] = field(default_factory=dict)
     backoff_until: dict[str, float] = field(default_factory=dict)
     decisions: int = 0
@@ -96,8 +98,11 @@ def check_queue_mode(site: Site, label: str) -> None:
 
 def views_of(site: Site, cloud: Cloud, stack: Stack, state: LoopState) -> list[GroupView]:
     members = group_members(cloud, stack)
+    requested = frozenset(state.drain_requested)
+    state.drain_requested = set()  # one decision of grace: after it, the ads are trusted
     return [GroupView(group, tuple(m for m in members if m.group == group.name),
-                      state.grew_at.get(group.name), state.backoff_until.get(group.name))
+                      state.grew_at.get(group.name), state.backoff_until.get(group.name),
+                      requested)
             for group in site.groups]
 
 
@@ -141,11 +146,36 @@ def step(
     skipped: list[str] = []
     try:
         with stack_lock(stack, wait=False, timeout=0, report=report, clock=clock):
+            if _take_back_stale_marks(cloud, stack, actions, skipped):
+                # members of the decision changed state: act on a fresh look next time
+                return Outcome(decision, tuple(actions), tuple(skipped))
             _act(cloud, site, stack, pool, decision, state, report, clock, now, timeout,
                  actions, skipped)
     except StackBusy as error:
         skipped.append(f"{error}: nothing done, the next decision looks again")
     return Outcome(decision, tuple(actions), tuple(skipped))
+
+
+def _take_back_stale_marks(cloud: Cloud, stack: Stack, actions: list[str],
+                           skipped: list[str]) -> bool:
+    """Marks a killed `heatgen scale` or `autoscale` left between marking members for removal
+    and the PATCH: Heat would replace a marked member at the next update of any kind, busy or
+    not. A mark heatgen made is known by its reason; under the stack's lock no other heatgen
+    of this machine is between the two steps, so every such mark is stale and is taken back."""
+    found = False
+    for member in group_members(cloud, stack):
+        if member.status != "CHECK_FAILED" or shrink.MARK_REASON not in member.reason:
+            continue
+        found = True
+        try:
+            cloud.mark_unhealthy(member.nested_stack_id, member.name, False,
+                                 shrink.UNMARK_REASON + " (a mark left by an interrupted run)")
+            actions.append(f"{member.group}: took back the mark an interrupted heatgen left on "
+                           f"{member.name}")
+        except HeatgenError as error:
+            skipped.append(f"{member.group}: the mark on {member.name} could not be taken back "
+                           f"({error}); nothing else is done until it is")
+    return found
 
 
 def _act(
@@ -188,6 +218,7 @@ def _act(
                             if any(m.name in members[n].machines for n in group.drain)]
                 pool.drain(machines, graceful=True, reason=DRAIN_REASON)
                 state.drained += len(group.drain)
+                state.drain_requested.update(group.drain)
                 actions.append(f"{group.name}: drained {', '.join(group.drain)} (removed at the "
                                "next decision if still idle)")
             if group.grow:

@@ -20,7 +20,7 @@ IDLE = 1
 JOB_ATTRIBUTES: tuple[str, ...] = (
     "ClusterId", "ProcId", "Owner", "JobStatus", "QDate", "JobUniverse", "RequestCpus",
     "RequestMemory", "RequestDisk", "RequestGpus", "Requirements", "DiskUsage", "ImageSize",
-    "MemoryUsage", "WantGPU",
+    "MemoryUsage", "WantGPU", "LastRejMatchTime", "AutoClusterId",
 )
 
 

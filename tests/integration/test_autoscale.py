@@ -73,8 +73,8 @@ def test_the_queue_grows_the_group_in_one_decision_and_idle_workers_go_again(
     _until("the first worker in the pool", lambda: "1" == _on_master(
         pool_sandbox, STACK, "sh", "-c", "condor_status -af Machine | sort -u | wc -l").strip())
     _on_master(pool_sandbox, STACK, "sh", "-c", "id carol >/dev/null 2>&1 || useradd -m carol")
-    cpus = int(_on_master(pool_sandbox, STACK, "condor_status", "-af", "TotalCpus")
-               .split()[0])
+    cpus = int(float(_on_master(pool_sandbox, STACK, "condor_status", "-af", "TotalCpus")
+                     .split()[0]))
     # Each job takes a whole worker: JOBS jobs need JOBS workers; the group's max is 3.
     submit = (f"executable = /bin/sleep\narguments = {JOB_SECONDS}\nrequest_cpus = {cpus}\n"
               "request_memory = 32\nrequest_disk = 1024\ntransfer_executable = false\n"
@@ -118,6 +118,11 @@ def test_the_queue_grows_the_group_in_one_decision_and_idle_workers_go_again(
         loop.send_signal(signal.SIGTERM)
         out, err = loop.communicate(timeout=900)
         records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        for record in records:  # what the loop decided, for the log of a failed run
+            print(json.dumps({"groups": [(g["size"], g["target"], g["action"], g["reason"])
+                                         for g in record["groups"]],
+                              "actions": record["actions"], "skipped": record["skipped"]}))
+        print(err[-3000:])
     assert loop.returncode == 0, err
     assert "stopped by signal 15" in err and "no member is left marked" in err
     sizes = [(r["groups"][0]["size"], r["groups"][0]["target"]) for r in records if r["groups"]]

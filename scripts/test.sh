@@ -4,12 +4,12 @@
 #
 # Without arguments (CI) three lanes run side by side, every test of each exactly as
 # `pytest -m ""` would run it: the sandbox lane (`-m "sandbox and not pool and not
-# telemetry"`: the session's Keystone + Heat, mostly waiting on Heat) in the foreground; the
-# pool lane (`-m "pool or telemetry"`: real HTCondor daemons in the pool sandbox, mostly waiting
-# on boots and jobs, then the autoscaling loop on a sandbox of its own with Gnocchi + Aodh) and
-# ruff, mypy and the fast lane (CPU only, no sandbox) in the background, their output shown
-# when they end. The status is non-zero if any lane failed. With arguments: ruff, mypy, then
-# one `pytest -m "" ARGS`.
+# own_sandbox"`: the session's Keystone + Heat, mostly waiting on Heat) in the foreground; the
+# pool lane (`-m "pool or own_sandbox"`: real HTCondor daemons in the pool sandbox, mostly
+# waiting on boots and jobs, then the tests that start a sandbox of their own, PostgreSQL's and
+# the autoscaling loop's with Gnocchi + Aodh) and ruff, mypy and the fast lane (CPU only, no
+# sandbox) in the background, their output shown when they end. The status is non-zero if any
+# lane failed. With arguments: ruff, mypy, then one `pytest -m "" ARGS`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -33,7 +33,7 @@ logs=$(mktemp -d "${TMPDIR:-/tmp}/heatgen-test-lanes.XXXXXX")
 setsid bash -c '.venv/bin/ruff check heatgen tests bench && .venv/bin/mypy && exec "$@"' \
   fast-lane "${pytest_lane[@]}" -p no:cacheprovider >"$logs/fast.log" 2>&1 &
 fast_pid=$!
-setsid "${pytest_lane[@]}" -p no:cacheprovider -m "pool or telemetry" >"$logs/pool.log" 2>&1 &
+setsid "${pytest_lane[@]}" -p no:cacheprovider -m "pool or own_sandbox" >"$logs/pool.log" 2>&1 &
 pool_pid=$!
 
 stop_lanes() {
@@ -47,25 +47,28 @@ stop_lanes() {
     kill -TERM -- "-$fast_pid" 2>/dev/null || true
   fi
   wait "$pool_pid" "$fast_pid" 2>/dev/null || true
+  show_lanes
+}
+show_lanes() {
+  echo
+  echo "===== pool lane (pytest -m \"pool or own_sandbox\") ====="
+  cat "$logs/pool.log"
+  echo
+  echo "===== ruff, mypy, fast lane (pytest) ====="
+  cat "$logs/fast.log"
+  rm -rf "$logs"
 }
 trap stop_lanes EXIT
 trap 'exit 130' INT TERM
 
 sandbox_status=0
-.venv/bin/python -m pytest -m "sandbox and not pool and not telemetry" || sandbox_status=$?
+.venv/bin/python -m pytest -m "sandbox and not pool and not own_sandbox" || sandbox_status=$?
 pool_status=0
 wait "$pool_pid" || pool_status=$?
 fast_status=0
 wait "$fast_pid" || fast_status=$?
 trap - EXIT
-
-echo
-echo "===== pool lane (pytest -m \"pool or telemetry\") ====="
-cat "$logs/pool.log"
-echo
-echo "===== ruff, mypy, fast lane (pytest) ====="
-cat "$logs/fast.log"
-rm -rf "$logs"
+show_lanes
 echo
 echo "lanes: sandbox exit $sandbox_status, pool exit $pool_status, ruff + mypy + fast exit" \
      "$fast_status"

@@ -23,8 +23,8 @@ import pytest
 from heatgen.sandbox.telemetry import GRANULARITY, SHORT_GRANULARITY
 from tests.integration.conftest import REPO, sandbox_installed
 
-# telemetry: CI runs it in the lane of the pool tests (scripts/test.sh), next to the others.
-pytestmark = [pytest.mark.sandbox, pytest.mark.telemetry]
+# A sandbox of its own: CI runs it in the pool lane (scripts/test.sh), next to the others.
+pytestmark = [pytest.mark.sandbox, pytest.mark.own_sandbox]
 
 THESIS = REPO / "examples" / "thesis.yaml"
 LOOP_TIMEOUT = 420.0

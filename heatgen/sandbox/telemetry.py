@@ -5,8 +5,10 @@ with Gnocchi's API and metricd and Aodh's API, evaluator and notifier, registere
 sandbox Keystone as services ``metric`` and ``alarming``. Both keep their indexes in the
 sandbox's PostgreSQL (Gnocchi has no SQLite indexer) and their measures in files. The
 evaluator runs every :data:`EVALUATION_INTERVAL` seconds, and the archive policy
-:data:`ARCHIVE_POLICY` keeps 60 s buckets of ``mean`` and ``rate:mean``, the aggregation the
-grid's alarms ask for. Nothing plays Ceilometer: ``heatgen sandbox load`` writes the samples.
+:data:`ARCHIVE_POLICY` keeps 60 s buckets (and, for a short hour, 10 s ones: a site with
+``granularity: 10`` runs the whole loop in seconds, as the integration test does) of ``mean`` and
+``rate:mean``, the aggregation the grid's alarms ask for. Nothing plays Ceilometer:
+``heatgen sandbox load`` writes the samples.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from heatgen.sandbox.settings import HOST, REGION, SandboxConfig, _write_private
 
 EVALUATION_INTERVAL = 10
 GRANULARITY = 60
-ARCHIVE_POLICY = "heatgen-60s"
+# Buckets for quick loops (tests, demos): an alarm's granularity must be one of the policy's.
+SHORT_GRANULARITY = 10
+ARCHIVE_POLICY = "heatgen-10s-60s"  # a new name: a sandbox made with "heatgen-60s" gets it too
 METRICD_DELAY = 2
 SECRETS_FILE = "telemetry-secrets.json"
 DATABASES = ("gnocchi", "aodh")
@@ -223,7 +227,7 @@ def ensure_identity(session: Any, config: SandboxConfig, secrets: TelemetrySecre
 
 
 def ensure_gnocchi_objects(session: Any) -> None:
-    """Archive policy (60 s, mean + rate:mean), the rule sending ``cpu`` to it, and
+    """Archive policy (60 s and 10 s, mean + rate:mean), the rule sending ``cpu`` to it, and
     Ceilometer's ``instance`` resource type with ``server_group``."""
     from gnocchiclient import exceptions as gexc
     from gnocchiclient.v1 import client as gnocchi_client
@@ -234,7 +238,8 @@ def ensure_gnocchi_objects(session: Any) -> None:
             "name": ARCHIVE_POLICY,
             "back_window": 0,
             "aggregation_methods": ["mean", "rate:mean"],
-            "definition": [{"granularity": f"{GRANULARITY}s", "timespan": "1 day"}],
+            "definition": [{"granularity": f"{SHORT_GRANULARITY}s", "timespan": "1 hour"},
+                           {"granularity": f"{GRANULARITY}s", "timespan": "1 day"}],
         })
     except gexc.ArchivePolicyAlreadyExists:
         pass

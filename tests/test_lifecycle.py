@@ -615,3 +615,21 @@ def test_the_sandbox_master_attached_to_a_create_signals_the_handles_its_templat
         "http://heat/master_wait_handle/signal"]
     assert signalled == expected and player.done
     assert cloud.names().count("deployed_definition") == 1
+
+
+def test_the_sandbox_master_attached_after_the_ready_signal_still_sends_the_token() -> None:
+    """An earlier deploy was killed after the ready signal and before the token's: the
+    token's wait condition waits now, and the attached player must send it (only it)."""
+    cloud = FakeCloud()
+    deployed = stackfields.definition(GRID, parameters={"worker_desired": 1})
+    stack = cloud.add_stack("bergen-grid", status="CREATE_IN_PROGRESS", **deployed.parameters)
+    stack.definition = deployed
+    stack.resources = [
+        Resource("master_wait", "OS::Heat::WaitCondition", "CREATE_COMPLETE", "", "", "s"),
+        Resource("worker_token_wait", "OS::Heat::WaitCondition", "CREATE_IN_PROGRESS", "", "",
+                 "s"),
+    ]
+    player = hooks.master(cloud, Recorder())
+    player.attach(stack.id)
+    assert [url for url, _, _ in cloud.signals] == ["http://heat/worker_token_handle/signal"]
+    assert player.done

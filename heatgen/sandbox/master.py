@@ -238,8 +238,8 @@ class SandboxMaster:
 
     def __call__(self, stack_id: str, events: list[Event]) -> None:
         # Called on every poll: a signal that failed (transiently) is sent again on the next.
-        if any(e.resource == contract.WAIT_CONDITION and e.status == "CREATE_IN_PROGRESS"
-               for e in events):
+        waits = (contract.WAIT_CONDITION, contract.TOKEN_WAIT)
+        if any(e.resource in waits and e.status == "CREATE_IN_PROGRESS" for e in events):
             self.pending = True
         if self.pending and not self.done:
             self.signal(stack_id)
@@ -251,7 +251,11 @@ class SandboxMaster:
     def attach(self, stack_id: str) -> None:
         """For a create already under way: signal if the wait condition is waiting now."""
         status = {r.name: r.status for r in self.cloud.resources(stack_id, nested_depth=0)}
-        if status.get(contract.WAIT_CONDITION) == "CREATE_IN_PROGRESS":
+        if status.get(contract.WAIT_CONDITION) == "CREATE_COMPLETE":
+            # an earlier, interrupted deploy sent the ready signal; the token may still be due
+            self.sent.add(contract.WAIT_HANDLE)
+        waiting = (contract.WAIT_CONDITION, contract.TOKEN_WAIT)
+        if any(status.get(name) == "CREATE_IN_PROGRESS" for name in waiting):
             # A grid rendered before the execute nodes' token existed has no token handle:
             # its template says so (a listing may not show resources not made yet).
             if not self.checked:

@@ -105,7 +105,8 @@ def test_the_queue_grows_the_group_in_one_decision_and_idle_workers_go_again(
             return False
 
         _until("a new worker's host started", kill_a_new_host, 120, lambda: str(
-            hosts.server_ids()))
+            hosts.server_ids()), poll=0.2)
+        _until("its host seen dead", lambda: not hosts.alive(dead[0]), 20)
         _until("the dead member replaced", lambda: dead[0] not in
                _outputs(pool_sandbox, STACK)["worker_server_ids"].values(), 300)
         _until("every job done", lambda: all(
@@ -118,8 +119,11 @@ def test_the_queue_grows_the_group_in_one_decision_and_idle_workers_go_again(
         loop.send_signal(signal.SIGTERM)
         out, err = loop.communicate(timeout=900)
         records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        print(f"killed at boot: {dead}")
         for record in records:  # what the loop decided, for the log of a failed run
-            print(json.dumps({"groups": [(g["size"], g["target"], g["action"], g["reason"])
+            print(json.dumps({"groups": [(g["size"], g["target"], g["action"], g["reason"],
+                                          [(m["name"], m["server_id"], m["state"], m["action"])
+                                           for m in g["members"]])
                                          for g in record["groups"]],
                               "actions": record["actions"], "skipped": record["skipped"]}))
         print(err[-3000:])

@@ -74,13 +74,13 @@ def _pool(cli: Any, site: Path) -> dict[str, Any]:
 
 
 def _until(what: str, check: Callable[[], bool], timeout: float = 180.0,
-           explain: Callable[[], str] | None = None) -> None:
+           explain: Callable[[], str] | None = None, poll: float = 2.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() >= deadline:
             detail = explain() if explain is not None else ""
             raise AssertionError(f"{what} did not happen within {timeout:.0f} s\n{detail}")
-        time.sleep(2)
+        time.sleep(poll)
 
 
 def _jobs(sandbox: Sandbox, stack: str) -> list[dict[str, Any]]:

@@ -26,6 +26,9 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.pool]
 STACK = "queue-grid"
 JOBS = int(os.environ.get("HEATGEN_AUTOSCALE_JOBS", "4"))
 JOB_SECONDS = int(os.environ.get("HEATGEN_AUTOSCALE_JOB_SECONDS", "20"))
+# CI runs a reduced case; HEATGEN_AUTOSCALE_JOBS=12 HEATGEN_AUTOSCALE_JOB_SECONDS=120
+# HEATGEN_AUTOSCALE_MAX=4 is the full one
+MAX = int(os.environ.get("HEATGEN_AUTOSCALE_MAX", "3"))
 HEATGEN = [sys.executable, "-m", "heatgen"]
 
 
@@ -33,7 +36,7 @@ def _site(directory: Path) -> Path:
     text = (REPO / "examples" / "debian13.yaml").read_text()
     text = text.replace("site: debian13-grid", f"site: {STACK}")
     text = text.replace('  version: "23.9"\n', '  version: "23.9"\n' + FAST_NEGOTIATOR)
-    text = text.replace("  max: 7\n", "  max: 3\n")
+    text = text.replace("  max: 7\n", f"  max: {MAX}\n")
     scaling = text[text.index("autoscaling:\n"):text.index("condor:\n")]
     text = text.replace(scaling, "autoscaling:\n  mode: queue\n  telemetry: none\n"
                                  "  interval: 10\n  idle_timeout: 20\n  max_scale_in: 2\n"
@@ -75,7 +78,7 @@ def test_the_queue_grows_the_group_in_one_decision_and_idle_workers_go_again(
     _on_master(pool_sandbox, STACK, "sh", "-c", "id carol >/dev/null 2>&1 || useradd -m carol")
     cpus = int(float(_on_master(pool_sandbox, STACK, "condor_status", "-af", "TotalCpus")
                      .split()[0]))
-    # Each job takes a whole worker: JOBS jobs need JOBS workers; the group's max is 3.
+    # Each job takes a whole worker: JOBS jobs need JOBS workers, up to the group's max.
     submit = (f"executable = /bin/sleep\narguments = {JOB_SECONDS}\nrequest_cpus = {cpus}\n"
               "request_memory = 32\nrequest_disk = 1024\ntransfer_executable = false\n"
               "should_transfer_files = YES\nwhen_to_transfer_output = ON_EXIT\n"
@@ -130,9 +133,9 @@ def test_the_queue_grows_the_group_in_one_decision_and_idle_workers_go_again(
     assert loop.returncode == 0, err
     assert "stopped by signal 15" in err and "no member is left marked" in err
     sizes = [(r["groups"][0]["size"], r["groups"][0]["target"]) for r in records if r["groups"]]
-    # One decision asks for everything: min(JOBS - 1 running, ...) new workers, up to max 3.
+    # One decision asks for everything the queue needs (one job runs already), up to max.
     grows = [(size, target) for size, target in sizes if target > size]
-    assert grows and grows[0] == (1, min(3, JOBS)), sizes
+    assert grows and grows[0] == (1, min(MAX, JOBS)), sizes
     # Every job ran exactly once; none was evicted by a removal.
     finished = _jobs(pool_sandbox, STACK)
     assert len(finished) == JOBS and all(j["NumJobStarts"] == 1 for j in finished), finished
@@ -149,8 +152,9 @@ def test_the_queue_grows_the_group_in_one_decision_and_idle_workers_go_again(
     removed = [a for r in records for a in r["actions"] if ": removed " in a]
     assert removed, [r["actions"] for r in records]
     print(f"back at min {back_after:.0f} s after the queue drained; {len(records)} decisions")
-    # idle_timeout 20 s, interval 10 s: drain, then remove at the next decision
-    assert back_after < 20 + 6 * 10 + 60, back_after
+    # idle_timeout 20 s, interval 10 s: drain, then remove at the next decision (measured on
+    # a quiet machine: 22 s); the slack is for Heat's updates on a loaded one
+    assert back_after < 20 + 2 * 10 + 60, back_after
     prom = status.read_text()
     assert 'heatgen_autoscale_members_removed_total{stack="queue-grid"}' in prom
     assert "# TYPE heatgen_autoscale_decisions_total counter" in prom

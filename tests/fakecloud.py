@@ -115,6 +115,12 @@ class FakeCloud:
         stack = self._advance(found.id) if found else None
         return self._view(stack) if stack else None
 
+    def stack_status(self, stack_id: str) -> Stack | None:
+        self.calls.append(("stack_status", stack_id))
+        self._maybe_fail("stack_status")
+        stack = self._advance(stack_id) if stack_id in self.stacks else None
+        return Stack(stack.id, stack.name, stack.status, stack.reason) if stack else None
+
     def has_service(self, service_type: str) -> bool:
         return service_type in self.services
 

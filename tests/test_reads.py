@@ -123,8 +123,14 @@ class TimedCloud(FakeCloud):
             return None
         return super().get_stack(name_or_id)
 
+    def stack_status(self, stack_id: str) -> Any:
+        if self.action == "DELETE" and self.clock.t >= self.end:
+            self.calls.append(("stack_status", stack_id))
+            return None
+        return super().stack_status(stack_id)
+
     def requests(self) -> int:
-        return sum(1 for name in self.names() if name in ("events", "get_stack"))
+        return sum(1 for name in self.names() if name in ("events", "get_stack", "stack_status"))
 
 
 def cli_wait(end: float) -> tuple[int, float]:
@@ -359,3 +365,83 @@ def test_a_delete_told_to_notice_a_stall_lists_events_on_every_poll() -> None:
                        final_listed=False)
     assert wait_for_stack(cloud, cloud.stack.id, "DELETE", timeout=600, marker=None,
                           report=SilentReporter(), clock=clock, stall=Stall(8.0)) is None
+
+
+# --- the wait's reads of the stack ---------------------------------------------------------
+
+
+def test_a_wait_reads_the_whole_stack_once_and_only_its_status_before() -> None:
+    # A big grid's stack with its outputs resolved costs Heat a read of every member: the
+    # safety-net reads of a long quiet stretch and the end's first read are of the status only.
+    clock = FakeClock()
+    cloud = TimedCloud(clock, _every(0.5, 0.2, 10.0) + _every(0.5, 60.0, 70.0), 70.2)
+    final = wait_for_stack(cloud, cloud.stack.id, "UPDATE", timeout=3600, marker=None,
+                           report=SilentReporter(), clock=clock)
+    assert final is not None and final.status == "UPDATE_COMPLETE"
+    assert cloud.names().count("get_stack") == 1 and cloud.names()[-1] == "get_stack"
+    assert cloud.names().count("stack_status") >= 3  # the quiet 50 s, and the end
+
+
+def test_a_wait_whose_final_read_fails_reads_again_on_the_next_poll() -> None:
+    from .fakecloud import FakeTransient
+
+    clock = FakeClock()
+    cloud = TimedCloud(clock, [0.5, 1.0], 2.0)
+    cloud.fail("get_stack", FakeTransient("read the stack: HTTP 503"))
+    notes: list[str] = []
+
+    class Notes(SilentReporter):
+        def note(self, message: str) -> None:
+            notes.append(message)
+
+    final = wait_for_stack(cloud, cloud.stack.id, "UPDATE", timeout=3600, marker=None,
+                           report=Notes(), clock=clock)
+    assert final is not None and final.status == "UPDATE_COMPLETE"
+    assert cloud.names().count("get_stack") == 2 and len(notes) == 1
+    after = cloud.names()[cloud.names().index("get_stack") + 1:]
+    assert after == ["events", "stack_status", "get_stack"]  # the next poll, not 10 s on
+
+
+def test_the_busy_check_reads_the_status_and_keeps_the_stack_read_before() -> None:
+    from heatgen.errors import StackBusy
+    from heatgen.ops.busy import refuse_if_busy
+
+    cloud = FakeCloud()
+    fake = cloud.add_stack("bergen-grid", worker_desired="3")
+    fake.outputs = {"worker_count": 3}
+    seen = cloud.get_stack(fake.id)
+    assert seen is not None
+    cloud.calls.clear()
+    kept = refuse_if_busy(cloud, seen, wait_for_idle=False, timeout=10, report=SilentReporter())
+    assert cloud.names() == ["stack_status"] and kept == seen
+    fake.status = "UPDATE_IN_PROGRESS"
+    with pytest.raises(StackBusy, match="UPDATE_IN_PROGRESS"):
+        refuse_if_busy(cloud, seen, wait_for_idle=False, timeout=10, report=SilentReporter())
+
+
+def test_openstack_cloud_reads_a_stack_status_from_the_listing_by_id() -> None:
+    from types import SimpleNamespace
+
+    from heatgen.cloud.openstack import OpenStackCloud
+
+    listed: list[dict[str, Any]] = []
+    rows = [_Raw(id="other", stack_name="grid2", stack_status="CREATE_COMPLETE"),
+            _Raw(id="abc", stack_name="grid", stack_status="UPDATE_IN_PROGRESS",
+                 stack_status_reason="Stack UPDATE started")]
+
+    def stacks_list(**kwargs: Any) -> list[_Raw]:
+        listed.append(kwargs)
+        return rows
+
+    cloud = OpenStackCloud.__new__(OpenStackCloud)
+    cloud.heat = SimpleNamespace(stacks=SimpleNamespace(list=stacks_list))
+    cloud._paths = {}
+    found = cloud.stack_status("abc")
+    assert listed == [{"filters": {"id": "abc"}}]
+    assert found is not None and (found.name, found.status, found.reason) == (
+        "grid", "UPDATE_IN_PROGRESS", "Stack UPDATE started")
+    assert cloud._path("abc") == "grid/abc"  # later reads by name/id: one request each
+    rows[1] = _Raw(id="abc", stack_name="grid", stack_status="DELETE_COMPLETE")
+    assert cloud.stack_status("abc") is None
+    rows.clear()
+    assert cloud.stack_status("abc") is None

@@ -88,6 +88,11 @@ class Cloud(Protocol):
     def get_stack(self, name_or_id: str) -> Stack | None:
         """The stack, or None when there is none of that name or id (or it is deleted)."""
 
+    def stack_status(self, stack_id: str) -> Stack | None:
+        """The stack's status and reason, from its database row alone (no parameters, no
+        outputs): one small request that heat-api answers without loading the template or
+        any resource, for waits to poll. None once the stack is deleted."""
+
     def has_service(self, service_type: str) -> bool:
         """Whether the cloud's catalog has an endpoint of ``service_type`` (``alarming``)."""
 

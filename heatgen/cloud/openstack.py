@@ -314,6 +314,17 @@ class OpenStackCloud:
         self._learn(stack.id, stack.name)
         return stack
 
+    @_reads("read the stack's status")
+    def stack_status(self, stack_id: str) -> Stack | None:
+        """One GET ``stacks?id=ID``: heat-api lists stacks from their rows (no template, no
+        resources, no outputs resolved) and leaves deleted ones out."""
+        for raw in self.heat.stacks.list(filters={"id": stack_id}):
+            stack = _stack(raw)
+            if stack.id == stack_id and stack.status != "DELETE_COMPLETE":
+                self._learn(stack.id, stack.name)
+                return stack
+        return None
+
     def has_service(self, service_type: str) -> bool:
         """Whether the catalog (or clouds.yaml) names an endpoint of ``service_type``."""
         if service_type in self.connection.endpoint_overrides:

@@ -126,11 +126,14 @@ def wait_for_stack(
 ) -> Stack | None:
     """Wait until ``action`` on the stack ends; return the final stack (None once deleted).
 
-    One request per poll: the events after ``marker``, paced by :class:`Pace`. The stack
-    itself is read when its own final event arrives, and after ``STATUS_EVERY`` seconds
-    without a new event as a safety net (events can be pruned). A deleted stack has no events
-    left to list: a delete's poll that brings nothing reads the stack too, and of the polls of
-    a delete gone quiet, two in three only read it.
+    One request per poll: the events after ``marker``, paced by :class:`Pace`; that listing
+    is what tells whether anything changed. The stack's status is read (its row alone,
+    :meth:`Cloud.stack_status`, a small answer whatever the grid's size) when its own final
+    event arrives, and after ``STATUS_EVERY`` seconds without a new event as a safety net
+    (events can be pruned). A deleted stack has no events left to list: a delete's poll that
+    brings nothing reads the status too, and of the polls of a delete gone quiet, two in three
+    only read it. The whole stack, with its outputs resolved (seconds for a big grid: Heat
+    reads every member), is read once, when the operation has completed.
 
     A transient failure (HTTP 5xx, a lost connection) of a poll, after the client's own retries,
     is noted and the wait goes on until the deadline: the operation runs in Heat either way.
@@ -188,14 +191,19 @@ def wait_for_stack(
             if due:
                 last_status = clock.now()
                 pace.spend(1, clock.now())
-                stack = cloud.get_stack(stack_id)
-                due = False
+                stack = cloud.stack_status(stack_id)
                 if stack is None or stack.status == "DELETE_COMPLETE":
                     if action == "DELETE":
                         return None
                     raise StackFailed(f"stack {stack_id} disappeared while waiting for {action}")
                 if stack.status == f"{action}_COMPLETE":
-                    return stack
+                    pace.spend(1, clock.now())
+                    complete = cloud.get_stack(stack_id)  # outputs and parameters resolved
+                    if complete is None:
+                        raise StackFailed(
+                            f"stack {stack_id} disappeared while waiting for {action}")
+                    return complete
+                due = False  # only now: a read that failed is made again on the next poll
                 if action == "DELETE" and stack.status == "DELETE_FAILED" \
                         and stack.reason.startswith(DELETE_CANCELLED):
                     # Another DELETE arrived: Heat cancelled this one and starts that one at

@@ -153,6 +153,7 @@ def wait_for_stack(
     stack: Stack | None = None
     cancelled_at: float | None = None
     due = False  # read the stack on this poll
+    whole = False  # read it whole (outputs resolved), not only its status
     first = True  # the operation may have ended before the marker was read
     idle = 0  # polls since the last new event
     while True:
@@ -182,7 +183,10 @@ def wait_for_stack(
                 on_events(stack_id, events or [])
             stalled = stall is not None and stall.after > 0 \
                 and clock.now() - progressed >= stall.allowed(last_event)
-            due = due or events is None or (action == "DELETE" and not moved) \
+            # The stack's own event that it completed: read it whole at once.
+            whole = whole or (action != "DELETE" and any(
+                e.physical_id == stack_id and e.status == finals[0] for e in events or []))
+            due = due or whole or events is None or (action == "DELETE" and not moved) \
                 or (first and not moved) \
                 or min(clock.now() - last_status, clock.now() - progressed) >= STATUS_EVERY \
                 or any(e.physical_id == stack_id and e.status in finals for e in events or []) \
@@ -191,18 +195,21 @@ def wait_for_stack(
             if due:
                 last_status = clock.now()
                 pace.spend(1, clock.now())
-                stack = cloud.stack_status(stack_id)
+                stack = cloud.get_stack(stack_id) if whole else cloud.stack_status(stack_id)
                 if stack is None or stack.status == "DELETE_COMPLETE":
                     if action == "DELETE":
                         return None
                     raise StackFailed(f"stack {stack_id} disappeared while waiting for {action}")
                 if stack.status == f"{action}_COMPLETE":
-                    pace.spend(1, clock.now())
-                    complete = cloud.get_stack(stack_id)  # outputs and parameters resolved
-                    if complete is None:
-                        raise StackFailed(
-                            f"stack {stack_id} disappeared while waiting for {action}")
-                    return complete
+                    if not whole:
+                        whole = True  # a read of it that fails is made on the next poll
+                        pace.spend(1, clock.now())
+                        stack = cloud.get_stack(stack_id)
+                        if stack is None:
+                            raise StackFailed(
+                                f"stack {stack_id} disappeared while waiting for {action}")
+                    return stack
+                whole = False
                 due = False  # only now: a read that failed is made again on the next poll
                 if action == "DELETE" and stack.status == "DELETE_FAILED" \
                         and stack.reason.startswith(DELETE_CANCELLED):

@@ -216,9 +216,10 @@ class FakeCloud:
         stack = self.stacks[stack_id]
         return stack.definition or Definition({}, dict(stack.parameters), {}, {})
 
-    def events(self, stack_id: str, after: str | None) -> list[Event] | None:
-        self.calls.append(("events", after))
-        self._maybe_fail("events")
+    def events(self, stack_id: str, after: str | None, nested: bool = True
+               ) -> list[Event] | None:
+        self.calls.append(("events" if nested else "own_events", after))
+        self._maybe_fail("events" if nested else "own_events")
         stack = self.stacks.get(stack_id) or self._by_name(stack_id)  # heat-api takes either
         if stack is None:
             return None
@@ -227,6 +228,8 @@ class FakeCloud:
         if after is not None:
             ids = [e.id for e in events]
             events = events[ids.index(after) + 1:] if after in ids else events
+        if not nested:
+            events = [e for e in events if e.stack in ("", stack.name)]
         self.events_read += len(events)
         return events
 

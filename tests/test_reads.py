@@ -111,11 +111,12 @@ class TimedCloud(FakeCloud):
             self.stack.status = f"{self.action}_COMPLETE"
         return stack
 
-    def events(self, stack_id: str, after: str | None) -> list[Event] | None:
+    def events(self, stack_id: str, after: str | None, nested: bool = True
+               ) -> list[Event] | None:
         if self.action == "DELETE" and self.clock.t >= self.end:
-            self.calls.append(("events", after))
+            self.calls.append(("events" if nested else "own_events", after))
             return []  # heat-api lists a deleted stack's events by name/id as none
-        return super().events(stack_id, after)
+        return super().events(stack_id, after, nested)
 
     def get_stack(self, name_or_id: str) -> Any:
         if self.action == "DELETE" and self.clock.t >= self.end:
@@ -130,7 +131,8 @@ class TimedCloud(FakeCloud):
         return super().stack_status(stack_id)
 
     def requests(self) -> int:
-        return sum(1 for name in self.names() if name in ("events", "get_stack", "stack_status"))
+        return sum(1 for name in self.names()
+                   if name in ("events", "own_events", "get_stack", "stack_status"))
 
 
 def cli_wait(end: float) -> tuple[int, float]:
@@ -186,17 +188,19 @@ def test_a_wait_notices_the_end_quickly_for_fewer_requests_than_the_cli(
 ) -> None:
     clock = FakeClock()
     cloud = TimedCloud(clock, scenario.times, scenario.end)
-    polls: list[float] = []
+    seen: list[Event] = []
     final = wait_for_stack(cloud, cloud.stack.id, "UPDATE", timeout=3600, marker=None,
                            report=SilentReporter(), clock=clock,
-                           on_events=lambda stack_id, events: polls.append(clock.t))
+                           on_events=lambda stack_id, events: seen.extend(events))
     assert final is not None and final.status == "UPDATE_COMPLETE"
     lag = clock.t - scenario.end
     cli_requests, cli_lag = cli_wait(scenario.end)
     assert 0 <= lag <= scenario.lag, (lag, cloud.names())
     assert lag <= cli_lag
     assert 1 + cloud.requests() <= cli_requests, (cloud.requests(), cli_requests)  # + marker
-    assert len(polls) == cloud.names().count("events")  # the watcher sees every poll
+    # The watcher sees every event once, the stack's own final one last.
+    assert sorted(e.id for e in seen) == sorted(e.id for e in cloud.stack.events)
+    assert seen[-1].physical_id == cloud.stack.id
 
 
 @pytest.mark.parametrize("end", [20.4, 40.4, 41.3, 100.9])
@@ -402,7 +406,7 @@ def test_a_wait_whose_final_read_fails_reads_again_on_the_next_poll() -> None:
     assert final is not None and final.status == "UPDATE_COMPLETE"
     assert cloud.names().count("get_stack") == 2 and len(notes) == 1
     after = cloud.names()[cloud.names().index("get_stack") + 1:]
-    assert after == ["events", "get_stack"]  # on the next poll, not the safety net's 10 s on
+    assert after[1:] == ["get_stack"]  # on the next poll, not the safety net's 10 s on
 
 
 def test_the_busy_check_reads_the_status_and_keeps_the_stack_read_before() -> None:
@@ -448,3 +452,60 @@ def test_openstack_cloud_reads_a_stack_status_from_the_listing_by_id() -> None:
     assert cloud.stack_status("abc") is None
     rows.clear()
     assert cloud.stack_status("abc") is None
+
+
+def test_between_listings_of_the_tree_a_wait_lists_only_the_stacks_own_events() -> None:
+    # The tree's listing (the group's and every member's stack) is what grows with the grid:
+    # it comes every TREE_EVERY seconds; the polls between ask for the top stack's own
+    # events, and every event is still reported once, the stack's own final one last.
+    from heatgen.ops.wait import TREE_EVERY
+
+    clock = FakeClock()
+    cloud = TimedCloud(clock, _every(0.5, 0.2, 150.0), 150.3)
+    shown: list[Event] = []
+
+    class Shown(SilentReporter):
+        def event(self, event: Event) -> None:
+            shown.append(event)
+
+    final = wait_for_stack(cloud, cloud.stack.id, "UPDATE", timeout=3600, marker=None,
+                           report=Shown(), clock=clock)
+    assert final is not None and final.status == "UPDATE_COMPLETE"
+    trees, own = cloud.names().count("events"), cloud.names().count("own_events")
+    assert trees <= clock.t / TREE_EVERY + 2 and own >= 1.5 * trees
+    assert [e.id for e in shown] == [e.id for e in cloud.stack.events]  # once, in order
+    assert shown[-1].physical_id == cloud.stack.id
+
+
+def test_a_top_level_event_between_listings_of_the_tree_is_reported_once() -> None:
+    clock = FakeClock()
+    cloud = TimedCloud(clock, _every(0.5, 0.2, 20.0), 20.3)
+    # The group itself, a resource of the top stack, moves in the middle of the update.
+    cloud.script.insert(20, (cloud.script[20][0], cloud.stack.name, "workers"))
+    shown: list[Event] = []
+
+    class Shown(SilentReporter):
+        def event(self, event: Event) -> None:
+            shown.append(event)
+
+    wait_for_stack(cloud, cloud.stack.id, "UPDATE", timeout=3600, marker=None,
+                   report=Shown(), clock=clock)
+    assert sorted(e.id for e in shown) == sorted(e.id for e in cloud.stack.events)
+    assert len(shown) == len({e.id for e in shown})
+    assert [e.resource for e in shown].count("workers") == 1
+
+
+def test_openstack_cloud_lists_the_stacks_own_events_without_nested_depth() -> None:
+    from types import SimpleNamespace
+
+    from heatgen.cloud.openstack import OpenStackCloud
+
+    stub = _Stub()
+    cloud = OpenStackCloud.__new__(OpenStackCloud)
+    cloud.heat = SimpleNamespace(stacks=stub, events=stub)
+    cloud._paths = {"abc": "grid/abc"}
+    cloud.events("abc", after="7", nested=False)
+    cloud.events("abc", after="7")
+    assert [kwargs for _, _, kwargs in stub.calls] == [
+        {"sort_dir": "asc", "marker": "7"},
+        {"sort_dir": "asc", "nested_depth": 2, "marker": "7"}]

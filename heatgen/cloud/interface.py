@@ -112,10 +112,14 @@ class Cloud(Protocol):
 
     def deployed_definition(self, stack_id: str) -> Definition: ...
 
-    def events(self, stack_id: str, after: str | None) -> list[Event] | None:
+    def events(self, stack_id: str, after: str | None, nested: bool = True
+               ) -> list[Event] | None:
         """Events after the marker, oldest first; None when the stack no longer exists.
 
-        Without a marker this is every event the stack has: use :meth:`newest_events`."""
+        ``nested``: those of the nested stacks too (the group's and its members'); else only
+        those of the stack's own resources and of the stack itself, a cheaper query. The
+        marker may be any event of the tree. Without a marker this is every event the stack
+        has: use :meth:`newest_events`."""
 
     def newest_events(self, stack_id: str, limit: int) -> list[Event] | None:
         """The stack's newest ``limit`` events (nested stacks included), newest first, in one

@@ -391,8 +391,15 @@ class OpenStackCloud:
         )
 
     @_reads("list the stack's events")
-    def events(self, stack_id: str, after: str | None) -> list[Event] | None:
-        kwargs: dict[str, Any] = {"sort_dir": "asc", "nested_depth": EVENT_DEPTH}
+    def events(self, stack_id: str, after: str | None, nested: bool = True
+               ) -> list[Event] | None:
+        """One GET ``events?sort_dir=asc[&marker=ID][&nested_depth=2]``. Without
+        ``nested_depth`` heat-api reads only the stack's own events; with it, it first lists
+        every stack of the tree. heat-api pages after the marker event by creation time and
+        row id over whichever events it reads, so a marker from either listing works."""
+        kwargs: dict[str, Any] = {"sort_dir": "asc"}
+        if nested:
+            kwargs["nested_depth"] = EVENT_DEPTH
         if after:
             kwargs["marker"] = after
         try:

@@ -25,6 +25,9 @@ BUDGET = 1.75
 BURST = 5.0
 RESERVE = 2.0  # kept back for polls right after a sign that the end is near
 QUIET_DELETE = 6  # polls of a delete gone quiet that still come soon: it is nearly gone
+# Seconds between listings of the whole tree's events (the nested stacks' progress lines); the
+# polls between list only the stack's own events, which show its end as soon.
+TREE_EVERY = 5.0
 
 
 def latest_event(cloud: Cloud, stack_id: str) -> Event | None:
@@ -126,18 +129,23 @@ def wait_for_stack(
 ) -> Stack | None:
     """Wait until ``action`` on the stack ends; return the final stack (None once deleted).
 
-    One request per poll: the events after ``marker``, paced by :class:`Pace`; that listing
-    is what tells whether anything changed. The stack's status is read (its row alone,
-    :meth:`Cloud.stack_status`, a small answer whatever the grid's size) when its own final
-    event arrives, and after ``STATUS_EVERY`` seconds without a new event as a safety net
-    (events can be pruned). A deleted stack has no events left to list: a delete's poll that
-    brings nothing reads the status too, and of the polls of a delete gone quiet, two in three
-    only read it. The whole stack, with its outputs resolved (seconds for a big grid: Heat
-    reads every member), is read once, when the operation has completed.
+    One request per poll, paced by :class:`Pace`: the events after the marker, which is what
+    tells whether anything changed. Every ``TREE_EVERY`` seconds that is the events of the
+    whole tree (the group's and each member's stack: the progress lines); on the polls between,
+    only the stack's own events (a query over the top stack alone, however big the grid), which
+    show its end, a top-level resource done and the master's wait condition as soon. When the
+    stack's own final event comes, the rest of the tree's events are listed at once, so that
+    it is reported last. The stack's status is read (its row alone, :meth:`Cloud.stack_status`)
+    when its final event says it failed, and after ``STATUS_EVERY`` seconds without a new
+    event as a safety net (events can be pruned); the whole stack, its outputs resolved
+    (seconds for a big grid: Heat reads every member), once, when the operation has completed.
+    A delete lists the whole tree on every poll. A deleted stack has no events left to list: a
+    delete's poll that brings nothing reads the status too, and of the polls of a delete gone
+    quiet, two in three only read it.
 
     A transient failure (HTTP 5xx, a lost connection) of a poll, after the client's own retries,
     is noted and the wait goes on until the deadline: the operation runs in Heat either way.
-    ``on_events`` is called on every successful poll, with the new events (maybe none);
+    ``on_events`` is called on every successful listing, with the new events (maybe none);
     once ``until()`` is true the wait ends early with the stack as it is. ``stall`` ends a
     wait that sees no new event for too long with :class:`StackStalled`.
     """
@@ -145,7 +153,11 @@ def wait_for_stack(
     start = clock.now()
     deadline = start + timeout
     pace = Pace(start)
-    seen = marker.id if marker is not None else None
+    seen = marker.id if marker is not None else None  # the tree's listing is after this
+    seen_own = seen  # the stack's own listing is after this
+    reported: set[str] = set()  # the stack's own events reported since ``seen``
+    tree_at = start - TREE_EVERY  # when the tree's events were listed last
+    moving = True  # the tree's last listing brought events: the operation moves
     last_event = marker
     progressed = start
     last_status = start
@@ -162,14 +174,37 @@ def wait_for_stack(
         # them every poll.
         read_only = action == "DELETE" and idle % 3 != 0 \
             and (stall is None or stall.after <= 0)
+        # The tree's events are what shows progress: a poll that may tell a stall lists them.
+        tree = action == "DELETE" or first or clock.now() - tree_at >= TREE_EVERY or (
+            stall is not None and stall.after > 0
+            and clock.now() - progressed >= stall.allowed(last_event))
         try:
             events: list[Event] | None = []
             if not read_only:
-                pace.spend(1, clock.now())
-                events = cloud.events(stack_id, after=seen)
+                if not tree:
+                    pace.spend(1, clock.now())
+                    listed = cloud.events(stack_id, after=seen_own, nested=False)
+                    # The stack's own final event: the tree's last events come first.
+                    tree = listed is not None and any(
+                        e.physical_id == stack_id and e.status in finals for e in listed)
+                    if listed and not tree:
+                        seen_own = listed[-1].id
+                        reported.update(e.id for e in listed)
+                        events = listed
+                    elif listed is None:
+                        events = None
+                if tree:
+                    pace.spend(1, clock.now())
+                    listed = cloud.events(stack_id, after=seen)
+                    tree_at = clock.now()
+                    if listed:
+                        seen = seen_own = listed[-1].id
+                    events = None if listed is None else [
+                        e for e in listed if e.id not in reported]
+                    reported.clear()
+                    moving = bool(events)
             for event in events or []:
                 report.event(event)
-                seen = event.id
                 last_event = event
                 progressed = clock.now()
                 moved = True
@@ -178,10 +213,12 @@ def wait_for_stack(
                     "", stack.name if stack else "") and not event.status.endswith(
                     "_IN_PROGRESS"))
             idle = 0 if moved else idle + 1
+            if not tree:
+                moved = moved or moving  # paced as the tree's last listing found it
             urgent = urgent or (action == "DELETE" and 0 < idle <= QUIET_DELETE)
             if on_events is not None:
                 on_events(stack_id, events or [])
-            stalled = stall is not None and stall.after > 0 \
+            stalled = tree and stall is not None and stall.after > 0 \
                 and clock.now() - progressed >= stall.allowed(last_event)
             # The stack's own event that it completed: read it whole at once.
             whole = whole or (action != "DELETE" and any(

@@ -17,11 +17,12 @@ CANCEL_GRACE = 15.0  # seconds a cancelled delete may take to show the next one
 STATUS_EVERY = 10.0  # seconds without a new event between safety-net reads of the stack
 # In units of POLL_INTERVAL (1 s). `openstack stack ... --wait` lists the stack's own events
 # every 5 s by name (2 requests: the lookup and its redirect) and reads the stack after two
-# polls without one (2 more): 6 requests per 10 s through the long middle of an operation.
-# A heatgen poll is one request; it may spend one per BUDGET intervals, BURST at once.
+# polls without one (2 more): 4 to 6 requests per 10 s through the long middle of an
+# operation. A heatgen poll is one request; it may spend one per BUDGET intervals (5 per
+# 10 s), BURST at once.
 SLOWEST = 5.0  # the longest pause while nothing happens
 BACKOFF = 1.5  # each poll that brought nothing waits this much longer than the last
-BUDGET = 1.75
+BUDGET = 2.0
 BURST = 5.0
 RESERVE = 2.0  # kept back for polls right after a sign that the end is near
 QUIET_DELETE = 6  # polls of a delete gone quiet that still come soon: it is nearly gone

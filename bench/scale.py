@@ -38,6 +38,7 @@ import argparse
 import datetime as dt
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -64,6 +65,7 @@ OPERATIONS = ("deploy", "scale", "status", "events", "outputs", "delete")
 WAITS = ("deploy", "scale", "delete")
 TOOLS = ("heatgen", "openstack")
 COMMAND_TIMEOUT = 3600
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -112,11 +114,16 @@ def kind(proxy: str, method: str, path: str) -> str:
     route, _, query = path.partition("?")
     parts = [p for p in route.split("/") if p]
     where = parts[parts.index("stacks") + 1:] if "stacks" in parts else parts[-1:]
-    # stacks/NAME[/ID][/rest]: the rest names the sub-resource; NAME alone is a lookup
-    rest = [p for p in where[2:] if len(p) < 32] if len(where) >= 2 else []
-    target = "stacks" if not where else \
-        "stack by name" if len(where) == 1 and where[0] not in ("validate", "preview") \
-        else where[0] if where[0] in ("validate", "preview") else "stack/" + "/".join(rest)
+    # stacks/NAME/ID[/rest]: the rest names the sub-resource (ids left out); stacks/NAME[/rest]
+    # without the id is a lookup that heat-api redirects
+    by_id = len(where) >= 2 and UUID.fullmatch(where[1]) is not None
+    rest = [p for p in where[2 if by_id else 1:] if not UUID.fullmatch(p)]
+    if not where:
+        target = "stacks"
+    elif where[0] in ("validate", "preview"):
+        target = where[0]
+    else:
+        target = ("stack/" if by_id else "stack by name/") + "/".join(rest)
     keys = sorted({item.split("=")[0] for item in query.split("&") if item})
     return f"{method} {target.rstrip('/')}" + (f"?{','.join(keys)}" if keys else "")
 

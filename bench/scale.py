@@ -1,6 +1,7 @@
 """heatgen against the `openstack` CLI on big grids: what each operation costs as the grid grows.
 
     python bench/scale.py [--sizes 10,100,300] [--runs 1] [--state-dir DIR] [--site SITE.yaml]
+                          [--by-kind]
 
 Needs the `openstack` CLI: `pip install -e '.[sandbox,bench]'`.
 
@@ -25,8 +26,10 @@ faults): Keystone's answers are rewritten so that its catalog names the heat-api
 the CLI takes heat-api's address from the catalog only. For each command the table shows its
 wall time, its HTTP requests (Keystone's included) and the bytes of the answers it received,
 and for the waits how long after Heat's own final event the command ended (Heat stamps events
-to the second: +-1 s). heatgen's deploy counts the two reads of its master signal; the CLI's
-player does not. Then, for each figure, how it grows from the smallest size to the largest.
+to the second: +-1 s). heatgen's deploy counts its sandbox's reads of the master's wait
+handles (two per handle); the CLI's player does not. With --by-kind, the waits' requests and
+bytes by what they asked (the last run of each size). Then, for each figure, how it grows
+from the smallest size to the largest.
 
 Without --state-dir a sandbox is started in a temporary directory on free ports and removed at
 the end. Heat's limit of resources per stack must allow the largest grid (3 per worker).

@@ -70,10 +70,20 @@ class MasterPlayer(threading.Thread):
 
         player = SandboxMaster(self.cloud, SilentReporter())
         deadline = time.monotonic() + self.timeout
+        stack_id = None
         while not self.done.is_set() and not player.done and time.monotonic() < deadline:
-            stack = self.cloud.get_stack(self.name)
+            # The name until the stack exists, then its status alone (the whole stack, its
+            # outputs resolved, would load Heat more than the CLI's own polls do).
+            stack = self.cloud.stack_status(stack_id) if stack_id else \
+                self.cloud.get_stack(self.name)
+            stack_id = stack.id if stack is not None else None
             if stack is not None and stack.in_progress:
-                player.attach(stack.id)
+                if player.pending:
+                    # The wait condition is waiting: what was not sent yet (a handle made
+                    # after the first look) is sent as soon as Heat has made it.
+                    player.signal(stack.id)
+                else:
+                    player.attach(stack.id)
             time.sleep(0.2)
 
 

@@ -1,6 +1,7 @@
 """heatgen against the `openstack` CLI on big grids: what each operation costs as the grid grows.
 
     python bench/scale.py [--sizes 10,100,300] [--runs 1] [--state-dir DIR] [--site SITE.yaml]
+                          [--by-kind]
 
 Needs the `openstack` CLI: `pip install -e '.[sandbox,bench]'`.
 
@@ -25,8 +26,10 @@ faults): Keystone's answers are rewritten so that its catalog names the heat-api
 the CLI takes heat-api's address from the catalog only. For each command the table shows its
 wall time, its HTTP requests (Keystone's included) and the bytes of the answers it received,
 and for the waits how long after Heat's own final event the command ended (Heat stamps events
-to the second: +-1 s). heatgen's deploy counts the two reads of its master signal; the CLI's
-player does not. Then, for each figure, how it grows from the smallest size to the largest.
+to the second: +-1 s). heatgen's deploy counts its sandbox's reads of the master's wait
+handles (two per handle); the CLI's player does not. With --by-kind, the waits' requests and
+bytes by what they asked (the last run of each size). Then, for each figure, how it grows
+from the smallest size to the largest.
 
 Without --state-dir a sandbox is started in a temporary directory on free ports and removed at
 the end. Heat's limit of resources per stack must allow the largest grid (3 per worker).
@@ -38,6 +41,7 @@ import argparse
 import datetime as dt
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -64,6 +68,7 @@ OPERATIONS = ("deploy", "scale", "status", "events", "outputs", "delete")
 WAITS = ("deploy", "scale", "delete")
 TOOLS = ("heatgen", "openstack")
 COMMAND_TIMEOUT = 3600
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class Cost:
     requests: int
     received: int  # answer bytes
     lag: float | None = None  # seconds after Heat's final event
+    kinds: tuple[tuple[str, int, int], ...] = ()  # (what was asked, requests, bytes)
 
 
 class Counter:
@@ -87,9 +93,42 @@ class Counter:
         self.marks = (len(self.proxies[0].records), len(self.proxies[1].records))
 
     def since(self) -> tuple[int, int]:
-        records = [r for proxy, mark in zip(self.proxies, self.marks, strict=True)
-                   for r in proxy.records[mark:]]
+        records = [r for _, r in self.records()]
         return len(records), sum(r.received for r in records)
+
+    def records(self) -> list[tuple[str, Any]]:
+        return [(proxy.name, r) for proxy, mark in zip(self.proxies, self.marks, strict=True)
+                for r in proxy.records[mark:]]
+
+    def kinds(self) -> dict[str, tuple[int, int]]:
+        """Requests and answer bytes since ``mark``, by what was asked (see :func:`kind`)."""
+        out: dict[str, tuple[int, int]] = {}
+        for name, record in self.records():
+            key = kind(name, record.method, record.path)
+            count, received = out.get(key, (0, 0))
+            out[key] = (count + 1, received + record.received)
+        return out
+
+
+def kind(proxy: str, method: str, path: str) -> str:
+    """What a request asked, without names, ids or values: ``GET stack/events?limit,marker``."""
+    if proxy == "keystone":
+        return f"keystone {method}"
+    route, _, query = path.partition("?")
+    parts = [p for p in route.split("/") if p]
+    where = parts[parts.index("stacks") + 1:] if "stacks" in parts else parts[-1:]
+    # stacks/NAME/ID[/rest]: the rest names the sub-resource (ids left out); stacks/NAME[/rest]
+    # without the id is a lookup that heat-api redirects
+    by_id = len(where) >= 2 and UUID.fullmatch(where[1]) is not None
+    rest = [p for p in where[2 if by_id else 1:] if not UUID.fullmatch(p)]
+    if not where:
+        target = "stacks"
+    elif where[0] in ("validate", "preview"):
+        target = where[0]
+    else:
+        target = ("stack/" if by_id else "stack by name/") + "/".join(rest)
+    keys = sorted({item.split("=")[0] for item in query.split("&") if item})
+    return f"{method} {target.rstrip('/')}" + (f"?{','.join(keys)}" if keys else "")
 
 
 def site_for(source: Path, name: str, size: int, directory: Path) -> Path:
@@ -183,6 +222,7 @@ def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, 
                     seconds = time.monotonic() - started
                     ended = time.time()
                     requests, received = counter.since()
+                    kinds = tuple((k, n, b) for k, (n, b) in sorted(counter.kinds().items()))
                     if player is not None:
                         player.done.set()
                     lag = None
@@ -190,7 +230,7 @@ def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, 
                         final = final_epoch(cloud, heat, names[tool], op)
                         lag = ended - final if final is not None else None
                     costs.setdefault((op, tool), []).append(
-                        Cost(seconds, requests, received, lag))
+                        Cost(seconds, requests, received, lag, kinds))
                     print(f"  {size:>4} workers, run {index + 1}: {tool:<9} {op:<7} "
                           f"{seconds:7.1f} s {requests:5} requests", flush=True)
         finally:
@@ -206,7 +246,8 @@ def median_cost(values: list[Cost]) -> Cost:
     return Cost(statistics.median(v.seconds for v in values),
                 int(statistics.median(v.requests for v in values)),
                 int(statistics.median(v.received for v in values)),
-                statistics.median(lags) if lags else None)
+                statistics.median(lags) if lags else None,
+                values[-1].kinds)
 
 
 def _lag(cost: Cost) -> str:
@@ -229,6 +270,18 @@ def size_table(size: int, runs: int, costs: dict[tuple[str, str], Cost]) -> None
               f"| {hg.received / max(osc.received, 1):.2f} | {lag} |")
 
 
+def kinds_table(size: int, costs: dict[tuple[str, str], Cost]) -> None:
+    """The waits' requests by what they asked (the last run of the size)."""
+    print(f"\n{size} workers: the waits' requests by what was asked (last run): "
+          "requests, KiB received")
+    print("| operation | tool | asked | requests | KiB |")
+    print("| --- | --- | --- | --- | --- |")
+    for op in WAITS:
+        for tool in TOOLS:
+            for what, count, received in costs[(op, tool)].kinds:
+                print(f"| {op} | {tool} | `{what}` | {count} | {received / 1024:.0f} |")
+
+
 def growth_table(results: dict[int, dict[tuple[str, str], Cost]]) -> None:
     small, large = min(results), max(results)
     print(f"\ngrowth from {small} to {large} workers ({large / small:.0f}x the grid): "
@@ -249,6 +302,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1, help="runs per size (default 1)")
     parser.add_argument("--state-dir", type=Path, help="a running sandbox to use")
     parser.add_argument("--site", type=Path, default=REPO / "examples" / "thesis.yaml")
+    parser.add_argument("--by-kind", action="store_true",
+                        help="also list the waits' requests by what they asked")
     args = parser.parse_args()
     try:
         sizes = sorted({int(size) for size in args.sizes.split(",")})
@@ -308,6 +363,8 @@ def measure(args: argparse.Namespace, sizes: list[int], config: Any, work: Path)
               "(telemetry none, max 2 N)")
         for size in sizes:
             size_table(size, args.runs, results[size])
+            if args.by_kind:
+                kinds_table(size, results[size])
         if len(sizes) > 1:
             growth_table(results)
     finally:

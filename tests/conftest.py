@@ -24,14 +24,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Tests never see the user's sandbox, clouds.yaml or OS_* variables: the XDG homes point
-    at an empty directory of this run, and an empty clouds.yaml comes first in openstacksdk's
-    search path. Tests that need a cloud set their own (subprocesses inherit all of it)."""
+    """Tests never see the user's sandbox, clouds.yaml, OS_* variables or stack locks: the XDG
+    homes point at an empty directory of this run, and an empty clouds.yaml comes first in
+    openstacksdk's search path. Tests that need a cloud set their own (subprocesses inherit
+    all of it)."""
     home = Path(tempfile.mkdtemp(prefix="heatgen-tests-home-"))
     for name in [n for n in os.environ if n.startswith("OS_") or n in _USER_VARIABLES]:
         del os.environ[name]
     os.environ["XDG_CONFIG_HOME"] = str(home / "config")
     os.environ["XDG_DATA_HOME"] = str(home / "data")
+    # heatgen's stack locks too: fake stacks of two test runs at once share their ids.
+    os.environ["XDG_RUNTIME_DIR"] = str(home / "run")
     clouds = home / "clouds.yaml"
     clouds.write_text("clouds: {}\n", encoding="utf-8")
     os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)

@@ -115,6 +115,12 @@ class FakeCloud:
         stack = self._advance(found.id) if found else None
         return self._view(stack) if stack else None
 
+    def stack_status(self, stack_id: str) -> Stack | None:
+        self.calls.append(("stack_status", stack_id))
+        self._maybe_fail("stack_status")
+        stack = self._advance(stack_id) if stack_id in self.stacks else None
+        return Stack(stack.id, stack.name, stack.status, stack.reason) if stack else None
+
     def has_service(self, service_type: str) -> bool:
         return service_type in self.services
 
@@ -211,9 +217,10 @@ class FakeCloud:
         stack = self.stacks[stack_id]
         return stack.definition or Definition({}, dict(stack.parameters), {}, {})
 
-    def events(self, stack_id: str, after: str | None) -> list[Event] | None:
-        self.calls.append(("events", after))
-        self._maybe_fail("events")
+    def events(self, stack_id: str, after: str | None, nested: bool = True
+               ) -> list[Event] | None:
+        self.calls.append(("events" if nested else "own_events", after))
+        self._maybe_fail("events" if nested else "own_events")
         stack = self.stacks.get(stack_id) or self._by_name(stack_id)  # heat-api takes either
         if stack is None:
             return None
@@ -222,6 +229,8 @@ class FakeCloud:
         if after is not None:
             ids = [e.id for e in events]
             events = events[ids.index(after) + 1:] if after in ids else events
+        if not nested:
+            events = [e for e in events if e.stack in ("", stack.name)]
         self.events_read += len(events)
         return events
 

@@ -88,6 +88,11 @@ class Cloud(Protocol):
     def get_stack(self, name_or_id: str) -> Stack | None:
         """The stack, or None when there is none of that name or id (or it is deleted)."""
 
+    def stack_status(self, stack_id: str) -> Stack | None:
+        """The stack's status and reason, from its database row alone (no parameters, no
+        outputs): one small request that heat-api answers without loading the template or
+        any resource, for waits to poll. None once the stack is deleted."""
+
     def has_service(self, service_type: str) -> bool:
         """Whether the cloud's catalog has an endpoint of ``service_type`` (``alarming``)."""
 
@@ -107,10 +112,14 @@ class Cloud(Protocol):
 
     def deployed_definition(self, stack_id: str) -> Definition: ...
 
-    def events(self, stack_id: str, after: str | None) -> list[Event] | None:
+    def events(self, stack_id: str, after: str | None, nested: bool = True
+               ) -> list[Event] | None:
         """Events after the marker, oldest first; None when the stack no longer exists.
 
-        Without a marker this is every event the stack has: use :meth:`newest_events`."""
+        ``nested``: those of the nested stacks too (the group's and its members'); else only
+        those of the stack's own resources and of the stack itself, a cheaper query. The
+        marker may be any event of the tree. Without a marker this is every event the stack
+        has: use :meth:`newest_events`."""
 
     def newest_events(self, stack_id: str, limit: int) -> list[Event] | None:
         """The stack's newest ``limit`` events (nested stacks included), newest first, in one

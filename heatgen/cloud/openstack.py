@@ -314,6 +314,17 @@ class OpenStackCloud:
         self._learn(stack.id, stack.name)
         return stack
 
+    @_reads("read the stack's status")
+    def stack_status(self, stack_id: str) -> Stack | None:
+        """One GET ``stacks?id=ID``: heat-api lists stacks from their rows (no template, no
+        resources, no outputs resolved) and leaves deleted ones out."""
+        for raw in self.heat.stacks.list(filters={"id": stack_id}):
+            stack = _stack(raw)
+            if stack.id == stack_id and stack.status != "DELETE_COMPLETE":
+                self._learn(stack.id, stack.name)
+                return stack
+        return None
+
     def has_service(self, service_type: str) -> bool:
         """Whether the catalog (or clouds.yaml) names an endpoint of ``service_type``."""
         if service_type in self.connection.endpoint_overrides:
@@ -380,8 +391,15 @@ class OpenStackCloud:
         )
 
     @_reads("list the stack's events")
-    def events(self, stack_id: str, after: str | None) -> list[Event] | None:
-        kwargs: dict[str, Any] = {"sort_dir": "asc", "nested_depth": EVENT_DEPTH}
+    def events(self, stack_id: str, after: str | None, nested: bool = True
+               ) -> list[Event] | None:
+        """One GET ``events?sort_dir=asc[&marker=ID][&nested_depth=2]``. Without
+        ``nested_depth`` heat-api reads only the stack's own events; with it, it first lists
+        every stack of the tree. heat-api pages after the marker event by creation time and
+        row id over whichever events it reads, so a marker from either listing works."""
+        kwargs: dict[str, Any] = {"sort_dir": "asc"}
+        if nested:
+            kwargs["nested_depth"] = EVENT_DEPTH
         if after:
             kwargs["marker"] = after
         try:

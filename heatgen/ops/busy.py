@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from heatgen.cloud.interface import Cloud, Stack
@@ -36,8 +37,11 @@ def refuse_if_busy(
     cloud: Cloud, stack: Stack, *, wait_for_idle: bool, timeout: float, report: Reporter,
     clock: Clock | None = None,
 ) -> Stack:
-    # Read again right before acting: the stack seen at the start may be stale by now.
-    stack = cloud.get_stack(stack.id) or stack
+    # Read its status again right before acting: the stack seen at the start may be stale by
+    # now. The status alone: the outputs resolved again would cost seconds on a big grid.
+    fresh = cloud.stack_status(stack.id)
+    if fresh is not None:
+        stack = replace(stack, status=fresh.status, reason=fresh.reason)
     if not stack.in_progress:
         return stack
     if wait_for_idle:

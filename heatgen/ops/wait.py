@@ -17,14 +17,18 @@ CANCEL_GRACE = 15.0  # seconds a cancelled delete may take to show the next one
 STATUS_EVERY = 10.0  # seconds without a new event between safety-net reads of the stack
 # In units of POLL_INTERVAL (1 s). `openstack stack ... --wait` lists the stack's own events
 # every 5 s by name (2 requests: the lookup and its redirect) and reads the stack after two
-# polls without one (2 more): 6 requests per 10 s through the long middle of an operation.
-# A heatgen poll is one request; it may spend one per BUDGET intervals, BURST at once.
+# polls without one (2 more): 4 to 6 requests per 10 s through the long middle of an
+# operation. A heatgen poll is one request; it may spend one per BUDGET intervals (5 per
+# 10 s), BURST at once.
 SLOWEST = 5.0  # the longest pause while nothing happens
 BACKOFF = 1.5  # each poll that brought nothing waits this much longer than the last
-BUDGET = 1.75
+BUDGET = 2.0
 BURST = 5.0
 RESERVE = 2.0  # kept back for polls right after a sign that the end is near
 QUIET_DELETE = 6  # polls of a delete gone quiet that still come soon: it is nearly gone
+# Seconds between listings of the whole tree's events (the nested stacks' progress lines); the
+# polls between list only the stack's own events, which show its end as soon.
+TREE_EVERY = 5.0
 
 
 def latest_event(cloud: Cloud, stack_id: str) -> Event | None:
@@ -126,15 +130,23 @@ def wait_for_stack(
 ) -> Stack | None:
     """Wait until ``action`` on the stack ends; return the final stack (None once deleted).
 
-    One request per poll: the events after ``marker``, paced by :class:`Pace`. The stack
-    itself is read when its own final event arrives, and after ``STATUS_EVERY`` seconds
-    without a new event as a safety net (events can be pruned). A deleted stack has no events
-    left to list: a delete's poll that brings nothing reads the stack too, and of the polls of
-    a delete gone quiet, two in three only read it.
+    One request per poll, paced by :class:`Pace`: the events after the marker, which is what
+    tells whether anything changed. Every ``TREE_EVERY`` seconds that is the events of the
+    whole tree (the group's and each member's stack: the progress lines); on the polls between,
+    only the stack's own events (a query over the top stack alone, however big the grid), which
+    show its end, a top-level resource done and the master's wait condition as soon. When the
+    stack's own final event comes, the rest of the tree's events are listed at once, so that
+    it is reported last. The stack's status is read (its row alone, :meth:`Cloud.stack_status`)
+    when its final event says it failed, and after ``STATUS_EVERY`` seconds without a new
+    event as a safety net (events can be pruned); the whole stack, its outputs resolved
+    (seconds for a big grid: Heat reads every member), once, when the operation has completed.
+    A delete lists the whole tree on every poll. A deleted stack has no events left to list: a
+    delete's poll that brings nothing reads the status too, and of the polls of a delete gone
+    quiet, two in three only read it.
 
     A transient failure (HTTP 5xx, a lost connection) of a poll, after the client's own retries,
     is noted and the wait goes on until the deadline: the operation runs in Heat either way.
-    ``on_events`` is called on every successful poll, with the new events (maybe none);
+    ``on_events`` is called on every successful listing, with the new events (maybe none);
     once ``until()`` is true the wait ends early with the stack as it is. ``stall`` ends a
     wait that sees no new event for too long with :class:`StackStalled`.
     """
@@ -142,7 +154,11 @@ def wait_for_stack(
     start = clock.now()
     deadline = start + timeout
     pace = Pace(start)
-    seen = marker.id if marker is not None else None
+    seen = marker.id if marker is not None else None  # the tree's listing is after this
+    seen_own = seen  # the stack's own listing is after this
+    reported: set[str] = set()  # the stack's own events reported since ``seen``
+    tree_at = start - TREE_EVERY  # when the tree's events were listed last
+    moving = True  # the tree's last listing brought events: the operation moves
     last_event = marker
     progressed = start
     last_status = start
@@ -150,6 +166,7 @@ def wait_for_stack(
     stack: Stack | None = None
     cancelled_at: float | None = None
     due = False  # read the stack on this poll
+    whole = False  # read it whole (outputs resolved), not only its status
     first = True  # the operation may have ended before the marker was read
     idle = 0  # polls since the last new event
     while True:
@@ -158,14 +175,37 @@ def wait_for_stack(
         # them every poll.
         read_only = action == "DELETE" and idle % 3 != 0 \
             and (stall is None or stall.after <= 0)
+        # The tree's events are what shows progress: a poll that may tell a stall lists them.
+        tree = action == "DELETE" or first or clock.now() - tree_at >= TREE_EVERY or (
+            stall is not None and stall.after > 0
+            and clock.now() - progressed >= stall.allowed(last_event))
         try:
             events: list[Event] | None = []
             if not read_only:
-                pace.spend(1, clock.now())
-                events = cloud.events(stack_id, after=seen)
+                if not tree:
+                    pace.spend(1, clock.now())
+                    listed = cloud.events(stack_id, after=seen_own, nested=False)
+                    # The stack's own final event: the tree's last events come first.
+                    tree = listed is not None and any(
+                        e.physical_id == stack_id and e.status in finals for e in listed)
+                    if listed and not tree:
+                        seen_own = listed[-1].id
+                        reported.update(e.id for e in listed)
+                        events = listed
+                    elif listed is None:
+                        events = None
+                if tree:
+                    pace.spend(1, clock.now())
+                    listed = cloud.events(stack_id, after=seen)
+                    tree_at = clock.now()
+                    if listed:
+                        seen = seen_own = listed[-1].id
+                    events = None if listed is None else [
+                        e for e in listed if e.id not in reported]
+                    reported.clear()
+                    moving = bool(events)
             for event in events or []:
                 report.event(event)
-                seen = event.id
                 last_event = event
                 progressed = clock.now()
                 moved = True
@@ -174,12 +214,17 @@ def wait_for_stack(
                     "", stack.name if stack else "") and not event.status.endswith(
                     "_IN_PROGRESS"))
             idle = 0 if moved else idle + 1
+            if not tree:
+                moved = moved or moving  # paced as the tree's last listing found it
             urgent = urgent or (action == "DELETE" and 0 < idle <= QUIET_DELETE)
             if on_events is not None:
                 on_events(stack_id, events or [])
-            stalled = stall is not None and stall.after > 0 \
+            stalled = tree and stall is not None and stall.after > 0 \
                 and clock.now() - progressed >= stall.allowed(last_event)
-            due = due or events is None or (action == "DELETE" and not moved) \
+            # The stack's own event that it completed: read it whole at once.
+            whole = whole or (action != "DELETE" and any(
+                e.physical_id == stack_id and e.status == finals[0] for e in events or []))
+            due = due or whole or events is None or (action == "DELETE" and not moved) \
                 or (first and not moved) \
                 or min(clock.now() - last_status, clock.now() - progressed) >= STATUS_EVERY \
                 or any(e.physical_id == stack_id and e.status in finals for e in events or []) \
@@ -188,14 +233,22 @@ def wait_for_stack(
             if due:
                 last_status = clock.now()
                 pace.spend(1, clock.now())
-                stack = cloud.get_stack(stack_id)
-                due = False
+                stack = cloud.get_stack(stack_id) if whole else cloud.stack_status(stack_id)
                 if stack is None or stack.status == "DELETE_COMPLETE":
                     if action == "DELETE":
                         return None
                     raise StackFailed(f"stack {stack_id} disappeared while waiting for {action}")
                 if stack.status == f"{action}_COMPLETE":
+                    if not whole:
+                        whole = True  # a read of it that fails is made on the next poll
+                        pace.spend(1, clock.now())
+                        stack = cloud.get_stack(stack_id)
+                        if stack is None:
+                            raise StackFailed(
+                                f"stack {stack_id} disappeared while waiting for {action}")
                     return stack
+                whole = False
+                due = False  # only now: a read that failed is made again on the next poll
                 if action == "DELETE" and stack.status == "DELETE_FAILED" \
                         and stack.reason.startswith(DELETE_CANCELLED):
                     # Another DELETE arrived: Heat cancelled this one and starts that one at

@@ -13,7 +13,7 @@ from typing import Any
 
 from heatgen.errors import CloudError
 from heatgen.pool.classad import STARTD_ATTRIBUTES, Expression, parse_startd_ads
-from heatgen.pool.jobs import Queue
+from heatgen.pool.jobs import JOB_ATTRIBUTES, Queue, parse_jobs
 from heatgen.pool.model import Machine
 from heatgen.pool.ssh import DRAIN_REASON
 
@@ -153,10 +153,19 @@ class BindingsPool:
                 raise CloudError(f"cancelling the drain failed for {'; '.join(failures)}")
 
     def queue(self) -> Queue:
-        raise CloudError(
-            "reading the job queue through the bindings is not supported yet: run heatgen "
-            "autoscale with --pool ssh (the schedd is on the master)"
-        )
+        """Every schedd's idle jobs (the collector locates them) and the negotiator's last
+        cycle, as ``condor_q -allusers`` and ``condor_status -negotiator`` would give them."""
+        with self._session() as (htcondor2, classad2, collector):
+            jobs: list[dict[str, Any]] = []
+            for location in collector.locateAll(htcondor2.DaemonType.Schedd):
+                schedd = htcondor2.Schedd(location)
+                ads = schedd.query(constraint="JobStatus == 1", projection=list(JOB_ATTRIBUTES))
+                jobs += [{key: _plain_value(ad[key], classad2) for key in ad} for ad in ads]
+            negotiators = collector.query(htcondor2.AdTypes.Negotiator,
+                                          projection=["LastNegotiationCycleEnd0"])
+            ends = [ad.get("LastNegotiationCycleEnd0") for ad in negotiators]
+        cycles = [int(end) for end in ends if isinstance(end, int | float)]
+        return Queue(tuple(parse_jobs(jobs)), max(cycles) if cycles else None)
 
     def forget(self, machines: Sequence[Machine]) -> None:
         """Invalidate each machine's startd and master ads at the collector (needs a token

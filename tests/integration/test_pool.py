@@ -386,3 +386,36 @@ def test_sandbox_ssh_runs_on_a_host_and_a_killed_host_shows_as_crashed(
     assert shown and not shown[0].alive
     assert main(["sandbox", "status"]) == 0
     assert "crashed" in capfd.readouterr().out
+
+
+def test_the_bindings_read_the_job_queue_as_ssh_does(
+    pool_sandbox: Sandbox, cli: Any, grid: Path, tmp_path: Path
+) -> None:
+    """The job queue as `heatgen autoscale` reads it. Last in the module: the jobs it leaves
+    in the schedd's history would count in the busy rounds' job checks."""
+    pytest.importorskip("htcondor2", reason="needs the htcondor bindings (test extra)")
+    from heatgen.pool.bindings import BindingsPool
+    from heatgen.pool.ssh import SshPool
+    from heatgen.sandbox import hooks
+
+    master_ip = _outputs(pool_sandbox, "pool-grid")["master_private_ip"]
+    token = _on_master(pool_sandbox, "pool-grid", "condor_token_create", "-identity",
+                       f"heatgen-reader@{master_ip}", "-authz", "READ")
+    token_file = tmp_path / "reader.token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(token)
+    _on_master(pool_sandbox, "pool-grid", "sh", "-c", "id erin >/dev/null 2>&1 || useradd -m erin")
+    never = ("executable = /bin/true\nrequirements = false\nrequest_cpus = 1\n"
+             "transfer_executable = false\nqueue 2\n")
+    _on_master(pool_sandbox, "pool-grid", "su", "-s", "/bin/sh", "erin", "-c",
+               "cd /home/erin && cat > never.sub && condor_submit never.sub", input_text=never)
+    host = _outputs(pool_sandbox, "pool-grid")["master_floating_ip"]
+    try:
+        queued = BindingsPool(host, token_file=token_file).queue()
+        over = SshPool(host, identity_file=hooks.ssh_identity("grid-key"),
+                       known_hosts=hooks.known_hosts()).queue()
+        assert sorted(j.id for j in queued.jobs) == sorted(j.id for j in over.jobs)
+        assert len(queued.jobs) == 2 and all(j.owner == "erin" for j in queued.jobs)
+        assert "false" in queued.jobs[0].ad["Requirements"].text
+    finally:
+        _on_master(pool_sandbox, "pool-grid", "sh", "-c", "condor_rm erin >/dev/null 2>&1; true")

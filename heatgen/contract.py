@@ -9,7 +9,7 @@ rendered example). Secret outputs are pre-signed URLs: shown only on request
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,21 +123,11 @@ class GroupNames:
         """The config's desired size at the last deploy (never changed by scaling)."""
         return self.suffixed("site_worker_desired")
 
-    @property
-    def capacity(self) -> tuple[str, str, str]:
-        """The parameters `heatgen scale` may PATCH for this group: min, max, desired."""
-        return (self.min, self.max, self.desired)
-
     def output(self, name: str) -> str:
         """This group's output ``name`` (one of :data:`GROUP_OUTPUTS`)."""
         if name not in GROUP_OUTPUTS:
             raise KeyError(name)
         return self.suffixed(name)
-
-
-def group_of_resource(name: str, groups: Sequence[GroupNames]) -> GroupNames | None:
-    """The group whose AutoScalingGroup resource is ``name``, if any."""
-    return next((group for group in groups if group.resource == name), None)
 
 
 def deployed_groups(template: Mapping[str, Any]) -> list[GroupNames]:

@@ -354,3 +354,15 @@ def test_scale_in_of_one_group_chooses_only_among_its_members() -> None:
     assert marked and all(args[0] in {"member-4", "member-5"} for args in marked)
     [(_, update)] = [c for c in cloud.calls if c[0] == "update_stack"]
     assert update["fields"] == {"parameters": {"worker_desired_highmem": 1}}
+
+
+def test_a_scale_dry_run_plans_the_named_groups_size() -> None:
+    cloud = FakeCloud()
+    _stack(cloud, {"cpu": 2, "highmem": 0, "gpu": 0})
+    cloud.plan = {"updated": ["workers_gpu"]}
+    result = scale(cloud, SITE, ScaleRequest(workers=2, group="gpu", dry_run=True),
+                   SilentReporter(), clock=FakeClock())
+    assert result.action == "planned" and result.plan is not None
+    assert "  workers_gpu: 0 now, 2 after the update" in result.plan.lines()
+    assert [g.resource for g in result.plan.groups if g.now is not None] == ["workers_gpu"]
+    assert "update_stack" not in cloud.names()

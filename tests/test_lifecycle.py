@@ -300,7 +300,7 @@ def test_redeploy_with_a_lowered_max_sends_the_live_size_and_shows_the_parameter
 def test_plan_shows_parameter_changes_and_the_group_after() -> None:
     old = stackfields.definition(GRID, parameters={"worker_desired": 2})
     new = stackfields.definition(GRID, parameters={"worker_desired": 4, "worker_max": 9})
-    plan = reconciled_plan({"updated": ["workers"]}, old, new, group_now=2)
+    plan = reconciled_plan({"updated": ["workers"]}, old, new, group_now={"workers": 2})
     assert ("worker_desired", "2", "4") in plan.parameters
     assert ("worker_max", "7", "9") in plan.parameters
     assert "parameter: worker_max 7 -> 9" in plan.lines()

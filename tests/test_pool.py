@@ -806,8 +806,8 @@ def test_importing_the_bindings_leaves_the_environment_as_it_was() -> None:
     """``import htcondor2`` sets CONDOR_CONFIG=/dev/null when HTCondor is not installed; left
     in os.environ, every condor tool started later (on a sandbox host too) reads no config."""
     pytest.importorskip("htcondor2", reason="needs the htcondor bindings (test extra)")
-    probe = ("import os; from heatgen.pool.bindings import _import_bindings; "
-             "_import_bindings(); print(os.environ.get('CONDOR_CONFIG', 'unset'))")
+    probe = ("import os; from heatgen.pool.bindings import import_bindings; "
+             "import_bindings(); print(os.environ.get('CONDOR_CONFIG', 'unset'))")
     env = {k: v for k, v in __import__("os").environ.items() if k != "CONDOR_CONFIG"}
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           env=env, check=True)

@@ -32,7 +32,7 @@ def test_a_keypair_change_replaces_the_master_and_every_worker(extra: dict[str, 
     assert replaced_members(old, new, "workers") == {"server": ["key_name"]}  # type: ignore[arg-type]
     # Heat's preview on stand-ins calls both merely updated; the plan says what a cloud does.
     plan = reconciled_plan({"updated": ["master", "workers"], "unchanged": ["master_port"]},
-                           old, new, group_now=2)  # type: ignore[arg-type]
+                           old, new, group_now={"workers": 2})  # type: ignore[arg-type]
     assert plan.changes["replaced"] == ["master"]
     assert plan.replaces_protected == ["master"]
     assert "master" not in plan.changes["updated"]

@@ -3,9 +3,8 @@
 The job's ``Requirements`` and ``Request*`` expressions and the group's ``START`` expression
 are ClassAd expressions: they are evaluated by HTCondor's own ClassAd library (the ``classad2``
 module of the htcondor bindings), against a machine ad of the group's shape (a fresh worker:
-its vCPUs, memory and GPUs, ``HeatGenGroup``). The rest of that ad comes from a machine of
-the pool when there is one (OS, architecture, file transfer), else from what heatgen's
-workers advertise.
+its vCPUs, memory and GPUs, ``HeatGenGroup``), with what every heatgen worker advertises
+besides (:data:`DEFAULT_MACHINE`).
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ from heatgen.errors import UsageError
 from heatgen.pool.classad import Expression
 from heatgen.pool.jobs import Job
 
-# What every heatgen worker advertises beside its shape, when the pool lists no machine to
-# copy from: a Linux x86_64 execute node with file transfer and plenty of scratch disk.
+# What every heatgen worker advertises beside its shape: a Linux x86_64 execute node with
+# file transfer and plenty of scratch disk.
 DEFAULT_MACHINE: Mapping[str, Any] = {
     "Arch": "X86_64", "OpSys": "LINUX", "HasFileTransfer": True, "Disk": 100 * 1024 * 1024,
 }
@@ -28,9 +27,9 @@ DEFAULT_MACHINE: Mapping[str, Any] = {
 def classad_module() -> Any:
     """``classad2``, the htcondor bindings' ClassAd library (the `autoscale` extra)."""
     try:
-        from heatgen.pool.bindings import _import_bindings
+        from heatgen.pool.bindings import import_bindings
 
-        classad2, _ = _import_bindings()
+        classad2, _ = import_bindings()
     except Exception as error:  # noqa: BLE001 - any import failure means the same
         raise UsageError(
             "heatgen autoscale evaluates jobs' requirements with HTCondor's ClassAd library: "
@@ -56,22 +55,25 @@ def _value(classad2: Any, value: Any) -> Any:
     return value
 
 
-class Matcher:
-    """Evaluates jobs against groups' worker shapes with ``classad2``."""
+@dataclass(frozen=True)
+class Fit:
+    """What a job takes of a worker of a shape (cpus, memory MB, gpus), or why it cannot run
+    there (``need`` None)."""
 
-    def __init__(self, template: Mapping[str, Any] | None = None,
-                 classad2: Any | None = None) -> None:
+    need: tuple[int, int, int] | None
+    reason: str = ""
+
+
+class Matcher:
+    """Evaluates jobs against groups' worker shapes with ``classad2``; a job's ad is built
+    once per matcher (one decision)."""
+
+    def __init__(self, classad2: Any | None = None) -> None:
         self.classad2 = classad2 or classad_module()
-        base = dict(DEFAULT_MACHINE)
-        for key in ("Arch", "OpSys", "OpSysAndVer", "OpSysMajorVer", "HasFileTransfer",
-                    "FileSystemDomain", "UidDomain", "Disk"):
-            if template is not None and key in template and \
-                    not isinstance(template[key], Expression):
-                base[key] = template[key]
-        self.base = base
+        self._job_ads: dict[str, Any] = {}
 
     def machine_ad(self, shape: Shape) -> Any:
-        ad = self.classad2.ClassAd(dict(self.base))
+        ad = self.classad2.ClassAd(dict(DEFAULT_MACHINE))
         ad["Cpus"] = shape.cpus
         ad["TotalCpus"] = shape.cpus
         # unknown memory: a job's memory request never rules a group out
@@ -84,9 +86,12 @@ class Matcher:
         return ad
 
     def job_ad(self, job: Job) -> Any:
-        ad = self.classad2.ClassAd()
-        for key, value in job.ad.items():
-            ad[key] = _value(self.classad2, value)
+        ad = self._job_ads.get(job.id)
+        if ad is None:
+            ad = self.classad2.ClassAd()
+            for key, value in job.ad.items():
+                ad[key] = _value(self.classad2, value)
+            self._job_ads[job.id] = ad
         return ad
 
     def request(self, job_ad: Any, machine: Any, attribute: str, default: int) -> int:
@@ -104,31 +109,23 @@ class Matcher:
             return default
         return int(value)
 
-    def fits(self, job: Job, shape: Shape) -> tuple[bool, str]:
-        """Whether ``job`` can run on a fresh worker of ``shape``, and if not, why."""
+    def fit(self, job: Job, shape: Shape) -> Fit:
+        """Whether ``job`` can run on a fresh worker of ``shape``: what it takes, or why not."""
         machine = self.machine_ad(shape)
         ad = self.job_ad(job)
         cpus = self.request(ad, machine, "RequestCpus", 1)
         memory = self.request(ad, machine, "RequestMemory", 0)
         gpus = self.request(ad, machine, "RequestGpus", 0)
         if cpus > shape.cpus:
-            return False, f"needs {cpus} CPUs, group {shape.group} has {shape.cpus}"
+            return Fit(None, f"needs {cpus} CPUs, group {shape.group} has {shape.cpus}")
         if shape.memory_mb is not None and memory > shape.memory_mb:
-            return False, f"needs {memory} MB, group {shape.group} has {shape.memory_mb}"
+            return Fit(None, f"needs {memory} MB, group {shape.group} has {shape.memory_mb}")
         if gpus > shape.gpus:
-            return False, f"needs {gpus} GPUs, group {shape.group} has {shape.gpus}"
+            return Fit(None, f"needs {gpus} GPUs, group {shape.group} has {shape.gpus}")
         try:
             matches = bool(ad.symmetricMatch(machine))
         except Exception:  # noqa: BLE001 - evaluation error: say so, do not guess
-            return False, "its requirements cannot be evaluated"
+            return Fit(None, "its requirements cannot be evaluated")
         if not matches:
-            return False, f"its requirements or group {shape.group}'s start rule exclude it"
-        return True, ""
-
-    def size(self, job: Job, shape: Shape) -> tuple[int, int, int]:
-        """(cpus, memory MB, gpus) the job takes of a worker of ``shape``."""
-        machine = self.machine_ad(shape)
-        ad = self.job_ad(job)
-        return (self.request(ad, machine, "RequestCpus", 1),
-                self.request(ad, machine, "RequestMemory", 0),
-                self.request(ad, machine, "RequestGpus", 0))
+            return Fit(None, f"its requirements or group {shape.group}'s start rule exclude it")
+        return Fit((cpus, memory, gpus))

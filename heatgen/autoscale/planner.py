@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -113,7 +113,6 @@ class Decision:
     unserved: tuple[tuple[str, str], ...] = ()  # (job id, why no group serves it)
     matched_soon: tuple[str, ...] = ()  # jobs a free slot fits: the negotiator's to match
     not_yet_seen: tuple[str, ...] = ()  # queued after the negotiator's last cycle
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     def group(self, name: str) -> GroupDecision:
         return next(g for g in self.groups if g.name == name)
@@ -177,7 +176,6 @@ def decide(
     states: dict[str, list[MemberDecision]] = {}
     free: list[tuple[Group, _Bin]] = []
     booting: dict[str, int] = {}
-    notes: list[str] = []
     for view in views:
         group = view.group
         join_timeout = group.autoscaling.join_timeout
@@ -243,10 +241,12 @@ def decide(
     for job in seen:
         placed = False
         for group, slot in free:
+            if slot.cpus <= 0:
+                continue
             shape = Shape(group.name, slot.cpus, None if math.isinf(slot.memory)
                           else int(slot.memory), slot.gpus, group.start)
-            if slot.cpus > 0 and matcher.fits(job, shape)[0] and \
-                    slot.take(matcher.size(job, shape)):
+            need = matcher.fit(job, shape).need
+            if need is not None and slot.take(need):
                 placed = True
                 break
         (matched_soon.append(job.id) if placed else unmatched.append(job))
@@ -260,12 +260,11 @@ def decide(
         reasons = []
         for index, name in enumerate(order):
             group = groups[name]
-            ok, why = matcher.fits(job, shape_of(group))
-            if ok:
-                need = matcher.size(job, shape_of(group))
-                options.append((_waste(group, need), index, name, need))
+            fit = matcher.fit(job, shape_of(group))
+            if fit.need is not None:
+                options.append((_waste(group, fit.need), index, name, fit.need))
             else:
-                reasons.append(why)
+                reasons.append(fit.reason)
         if not options:
             unserved.append((job.id, "fits no group: " + "; ".join(reasons)))
             continue
@@ -277,8 +276,7 @@ def decide(
         group = view.group
         decisions.append(_group_decision(view, states[group.name], assigned[group.name],
                                          booting.get(group.name, 0), now))
-    return Decision(now, tuple(decisions), tuple(unserved), tuple(matched_soon), tuple(later),
-                    tuple(notes))
+    return Decision(now, tuple(decisions), tuple(unserved), tuple(matched_soon), tuple(later))
 
 
 def _last_tried(queue: Queue) -> dict[int | None, int]:
@@ -438,5 +436,4 @@ def as_dict(decision: Decision) -> dict[str, Any]:
         "unserved": [{"job": job, "reason": why} for job, why in decision.unserved],
         "matched_soon": list(decision.matched_soon),
         "not_yet_seen": list(decision.not_yet_seen),
-        "notes": list(decision.notes),
     }

@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,7 @@ class Outcome:
     def as_dict(self) -> dict[str, Any]:
         record: dict[str, Any] = as_dict(self.decision) if self.decision else {
             "time": time.time(), "groups": [], "unserved": [], "matched_soon": [],
-            "not_yet_seen": [], "notes": []}
+            "not_yet_seen": []}
         record["actions"] = list(self.actions)
         record["skipped"] = list(self.skipped)
         record["dry_run"] = self.dry_run
@@ -106,14 +106,13 @@ def views_of(site: Site, cloud: Cloud, stack: Stack, state: LoopState) -> list[G
             for group in site.groups]
 
 
-def decide_once(cloud: Cloud, site: Site, pool: PoolQuery, state: LoopState, now: float,
-                matcher: Matcher | None = None) -> tuple[Stack, Decision]:
-    """Read Heat and the pool and decide (no change is made)."""
-    stack = require_stack(cloud, site)
+def decide_once(cloud: Cloud, site: Site, stack: Stack, pool: PoolQuery, state: LoopState,
+                now: float, matcher: Matcher | None = None) -> Decision:
+    """Read the members and the pool and decide (no change is made)."""
     machines = pool.machines()
     queue = pool.queue()
-    matcher = matcher or Matcher()
-    return stack, decide(views_of(site, cloud, stack, state), machines, queue, now, matcher)
+    return decide(views_of(site, cloud, stack, state), machines, queue, now,
+                  matcher or Matcher())
 
 
 def step(
@@ -131,7 +130,7 @@ def step(
         pool = pool_for(stack)
         if pool is None:
             raise CloudError(f"stack {site.site} has no master address to reach its pool by")
-        stack, decision = decide_once(cloud, site, pool, state, now(), matcher)
+        decision = decide_once(cloud, site, stack, pool, state, now(), matcher)
     except HeatgenError as error:
         state.failed_decisions += 1
         return Outcome(None, skipped=(f"no decision: {error}",), dry_run=dry_run)
@@ -313,8 +312,3 @@ def write_status(path: Path, text: str) -> None:
         os.replace(tmp, path)
     except OSError as error:
         raise UsageError(f"--status-file {path}: cannot write it ({error.strerror})") from None
-
-
-def counters(state: LoopState) -> Mapping[str, int]:
-    return {"decisions": state.decisions, "added": state.added, "removed": state.removed,
-            "drained": state.drained, "replaced": state.replaced}

@@ -84,11 +84,6 @@ class Plan:
         return resource in gone
 
     @property
-    def removes_group(self) -> bool:
-        """The update replaces or deletes a worker group itself: its every member goes."""
-        return any(self.removes(g.resource) for g in self.groups) or self.removes(WORKER_GROUP)
-
-    @property
     def shrinks_group(self) -> bool:
         return any(g.shrinks for g in self.groups)
 
@@ -136,11 +131,11 @@ class Plan:
 
 def reconciled_plan(
     heat_changes: Mapping[str, list[str]], old: Definition, new: Definition,
-    group_now: int | None | Mapping[str, int | None] = None,
+    group_now: Mapping[str, int | None] | None = None,
 ) -> Plan:
     """Heat's preview, with what it over-reports moved to unchanged; the parameters that
-    change, and (given each group's size now: by AutoScalingGroup name, or one number for a
-    single group) each group's size after the update."""
+    change, and (given groups' sizes now, by AutoScalingGroup name) their sizes after the
+    update."""
     hidden = replacement.replaced_resources(old, new)
     replaced = [*heat_changes.get("replaced", []), *hidden]
     changed = definitions.changed_resources(old, new, replaced)
@@ -150,8 +145,7 @@ def reconciled_plan(
             changes[kind] = [name for name in changes.get(kind, []) if name not in hidden]
         changes["replaced"] = sorted({*changes.get("replaced", []), *hidden})
         moved = [name for name in moved if name not in hidden]
-    currents: Mapping[str, int | None] = (
-        group_now if isinstance(group_now, Mapping) else {WORKER_GROUP: group_now})
+    currents = group_now or {}
     resources = list(dict.fromkeys([*worker_group_resources(old.template),
                                     *worker_group_resources(new.template)]))
     if not resources:

@@ -27,9 +27,7 @@ from heatgen.ops.plan import Plan, reconciled_plan
 from heatgen.ops.report import Clock, Reporter
 from heatgen.ops.wait import Stall, latest_event, wait_for_stack
 from heatgen.pool import PoolQuery
-from heatgen.scalein import choice as scalein
 from heatgen.scalein import shrink
-from heatgen.scalein.choice import assess_members
 
 STALL_TIMEOUT = 300.0
 
@@ -249,7 +247,7 @@ def scale(
             deployed.registry,
         )
         previewed = cloud.preview_update(stack.id, fields, patch=True)
-        plan = reconciled_plan(previewed, deployed, wanted, current)
+        plan = reconciled_plan(previewed, deployed, wanted, {names.resource: current})
         return ScaleResult("planned", stack, params, plan=plan, elapsed=clock.now() - started,
                            group=names)
     lock = contextlib.nullcontext() if request.lock_held else stack_lock(
@@ -333,6 +331,17 @@ def _scale_in(
         action = "planned" if request.dry_run else "unchanged"
         return ScaleResult(action, stack, {**params, names.desired: plan.target_size},
                            elapsed=clock.now() - started, scale_in=plan, group=names)
+    return _remove(cloud, stack, request, params, pool, plan, report, clock, started, options,
+                   names)
+
+
+def _remove(
+    cloud: Cloud, stack: Stack, request: ScaleRequest, params: dict[str, int], pool: PoolQuery,
+    plan: shrink.ScaleInPlan, report: Reporter, clock: Clock, started: float,
+    options: shrink.ScaleInOptions, names: GroupNames,
+) -> ScaleResult:
+    """Mark the plan's members, re-check the pool, unmark the claimed; PATCH the size; forget
+    the removed workers' ads."""
     stack = refuse_if_busy(
         cloud, stack, wait_for_idle=request.wait_for_idle, timeout=request.timeout,
         report=report, clock=clock,
@@ -378,33 +387,14 @@ def remove_members(
     started = clock.now()
     options = options or shrink.ScaleInOptions()
     names = requested_group(site, ScaleRequest(workers=0, group=group)).names
-    members = tuple(group_members(cloud, stack, names))
-    verdicts, unmatched = assess_members(members, pool.machines(), options.now())
-    wanted = set(chosen)
-    picked = tuple(v for v in verdicts if v.member.name in wanted and v.removable)
-    kept = tuple(v for v in verdicts if v not in picked)
-    plan = shrink.ScaleInPlan(members, scalein.Choice(len(picked), options.now(), picked, kept,
-                                                      unmatched=unmatched))
+    plan = shrink.choose_these(cloud, stack, pool, chosen, options, names)
     request = ScaleRequest(workers=plan.target_size, group=group, timeout=timeout)
     params = {names.desired: plan.target_size}
     if not plan.removed:
         return ScaleResult("unchanged", stack, params, elapsed=clock.now() - started,
                            scale_in=plan, group=names)
-    stack = refuse_if_busy(cloud, stack, wait_for_idle=False, timeout=timeout, report=report,
-                           clock=clock)
-    marker = latest_event(cloud, stack.id)
-    with shrink.marked(cloud, pool, plan, options, report.note) as plan:
-        params = {names.desired: plan.target_size}
-        if not plan.removed:
-            return ScaleResult("unchanged", stack, params, elapsed=clock.now() - started,
-                               scale_in=plan, group=names)
-        writes.update(cloud, stack, stackfields.patch_fields(params), True, report, clock)
-    request = replace(request, workers=plan.target_size)
-    result = _wait_resized(cloud, stack, request, params, report, clock, started, marker, plan,
-                           names)
-    if result.action == "scaled":
-        _forget_removed(pool, plan, report)
-    return result
+    return _remove(cloud, stack, request, params, pool, plan, report, clock, started, options,
+                   names)
 
 
 REPLACE_REASON = "heatgen autoscale: never joined the pool, replaced"

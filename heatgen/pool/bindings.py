@@ -79,7 +79,7 @@ class BindingsPool:
     def _session(self) -> Iterator[tuple[Any, Any, Any]]:
         """(htcondor2, classad2, collector) with the token configured, errors as CloudError."""
         try:
-            classad2, htcondor2 = _import_bindings()
+            classad2, htcondor2 = import_bindings()
         except ImportError as error:
             raise CloudError(
                 "the htcondor Python bindings are not installed (pip install htcondor)"
@@ -196,7 +196,7 @@ class BindingsPool:
         return htcondor2.Startd(located[0])
 
 
-def _import_bindings() -> tuple[Any, Any]:
+def import_bindings() -> tuple[Any, Any]:
     """Import ``classad2`` and ``htcondor2`` leaving ``os.environ`` as it was: importing
     ``htcondor2`` without HTCondor installed sets ``CONDOR_CONFIG=/dev/null``, which every
     process started afterwards (condor tools on a sandbox host among them) would inherit."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from heatgen.errors import CloudError
-from heatgen.pool.classad import Expression, parse_classad_json
+from heatgen.pool.classad import parse_classad_json
 
 IDLE = 1
 # The job attributes the autoscaler reads (condor_q -attributes, a schedd projection).
@@ -68,7 +68,3 @@ def parse_jobs(ads: list[dict[str, Any]]) -> list[Job]:
 def parse_condor_q_json(text: str) -> list[Job]:
     """The idle jobs in the exact output of ``condor_q -json``."""
     return parse_jobs(parse_classad_json(text))
-
-
-def is_expression(value: Any) -> bool:
-    return isinstance(value, Expression)

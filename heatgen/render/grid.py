@@ -32,7 +32,6 @@ from heatgen.render.parameters import (
     alarm_query_template,
     alarms_for,
     heat_parameters,
-    server_group_value,
 )
 from heatgen.render.payload import group_payload, payload_context
 from heatgen.units import plain_number
@@ -109,10 +108,6 @@ class _GroupContext:
         if self.site.autoscaling.telemetry is Telemetry.PROMETHEUS:
             return "percent CPU"
         return "CPU-nanoseconds per granularity bucket (metric cpu, rate:mean)"
-
-    @property
-    def server_group(self) -> str:
-        return server_group_value(self.group)
 
     def whose_policy(self, kind: str) -> str:
         return f"the {kind} policy" if self.single else f"group {self.name}'s {kind} policy"
@@ -283,19 +278,18 @@ def _parse(name: str, text: str) -> Any:
         raise RenderError(f"rendered {error}") from None
 
 
-def check_rendered(files: Mapping[str, str], site: Site | None = None) -> None:
-    """Parse every rendered file and check that every reference resolves (``site``: whose
-    files; default: a single group's)."""
+def check_rendered(files: Mapping[str, str], site: Site) -> None:
+    """Parse every rendered file of ``site`` and check that every reference resolves."""
     parsed = {name: _parse(name, text) for name, text in files.items()}
     problems: list[str] = []
-    templates_of = hot_files(site) if site is not None else HOT_FILES
+    templates_of = hot_files(site)
     for name in templates_of:
         doc = parsed[name]
         if not isinstance(doc, dict) or "heat_template_version" not in doc:
             problems.append(f"{name}: not a HOT template (no heat_template_version)")
             continue
         problems += hotcheck.check_template(doc, name, files)
-    for name in cloud_configs(site) if site is not None else CLOUD_CONFIGS:
+    for name in cloud_configs(site):
         if not files[name].startswith("#cloud-config\n") or not isinstance(parsed[name], dict):
             problems.append(f"{name}: not a cloud-config document")
     env = parsed[ENVIRONMENT]

@@ -123,6 +123,21 @@ def choose(
     return ScaleInPlan(members, choice, forced, drained)
 
 
+def choose_these(
+    cloud: Cloud, stack: Stack, pool: PoolQuery, chosen: Sequence[str],
+    options: ScaleInOptions, group: GroupNames,
+) -> ScaleInPlan:
+    """A plan that removes exactly the ``chosen`` members of ``group`` the pool says may go
+    (autoscale's drained ones); every other member is kept."""
+    members = tuple(group_members(cloud, stack, group))
+    verdicts, unmatched = scalein.assess_members(members, pool.machines(), options.now())
+    wanted = set(chosen)
+    picked = tuple(v for v in verdicts if v.member.name in wanted and v.removable)
+    kept = tuple(v for v in verdicts if v not in picked)
+    return ScaleInPlan(members, scalein.Choice(len(picked), options.now(), picked, kept,
+                                               unmatched=unmatched))
+
+
 def _drain(pool: PoolQuery, machines: Sequence[Machine], note: Callable[[str], None]) -> None:
     """Drain ``machines`` one by one; if one is refused, cancel the drains already started,
     so that no machine is left draining for a removal that will not come."""

@@ -252,6 +252,17 @@ def test_a_workers_token_lets_it_advertise_its_startd_and_nothing_more(
     assert slot_of[other] in draining and "true" not in draining.lower(), draining
 
 
+def _reader_token(sandbox: Sandbox, directory: Path) -> Path:
+    """A READ token for heatgen's readers, made on the master, in a file of mode 0600."""
+    master_ip = _outputs(sandbox, "pool-grid")["master_private_ip"]
+    token = _on_master(sandbox, "pool-grid", "condor_token_create", "-identity",
+                       f"heatgen-reader@{master_ip}", "-authz", "READ")
+    token_file = directory / "reader.token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(token)
+    return token_file
+
+
 def test_the_bindings_read_the_pool_from_the_machine_running_the_sandbox(
     pool_sandbox: Sandbox, cli: Any, grid: Path, tmp_path: Path
 ) -> None:
@@ -259,12 +270,8 @@ def test_the_bindings_read_the_pool_from_the_machine_running_the_sandbox(
     # Anonymous reads from the bridge are refused: every read is authenticated.
     code, out, err = cli("pool", str(grid), "--pool", "bindings", "--format", "json")
     assert code != 0 and "authenticate every read" in err and "-authz READ" in err, err
-    master_ip = _outputs(pool_sandbox, "pool-grid")["master_private_ip"]
-    token = _on_master(pool_sandbox, "pool-grid", "condor_token_create", "-identity",
-                       f"heatgen-reader@{master_ip}", "-authz", "READ")
-    token_file = tmp_path / "reader.token"
-    token_file.touch(mode=0o600)
-    token_file.write_text(token)
+    token_file = _reader_token(pool_sandbox, tmp_path)
+    token = token_file.read_text()
     code, out, err = cli("pool", str(grid), "--pool", "bindings", "--pool-token",
                          str(token_file), "--format", "json")
     assert code == 0, err
@@ -398,12 +405,7 @@ def test_the_bindings_read_the_job_queue_as_ssh_does(
     from heatgen.pool.ssh import SshPool
     from heatgen.sandbox import hooks
 
-    master_ip = _outputs(pool_sandbox, "pool-grid")["master_private_ip"]
-    token = _on_master(pool_sandbox, "pool-grid", "condor_token_create", "-identity",
-                       f"heatgen-reader@{master_ip}", "-authz", "READ")
-    token_file = tmp_path / "reader.token"
-    token_file.touch(mode=0o600)
-    token_file.write_text(token)
+    token_file = _reader_token(pool_sandbox, tmp_path)
     _on_master(pool_sandbox, "pool-grid", "sh", "-c", "id erin >/dev/null 2>&1 || useradd -m erin")
     never = ("executable = /bin/true\nrequirements = false\nrequest_cpus = 1\n"
              "transfer_executable = false\nqueue 2\n")

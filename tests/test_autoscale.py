@@ -74,9 +74,10 @@ def views(members: dict[str, list[Member]], site: Any = SITE,
 
 
 def plan(members: dict[str, list[Member]], machines: list[Machine], jobs: list[Job],
-         last_cycle: int | None = NOW - 30, site: Any = SITE, **history: Any) -> Decision:
-    return decide(views(members, site, **history), machines, Queue(tuple(jobs), last_cycle),
-                  NOW, Matcher())
+         last_cycle: int | None = NOW - 30, site: Any = SITE,
+         collector_since: int | None = NOW - 3600, **history: Any) -> Decision:
+    return decide(views(members, site, **history), machines,
+                  Queue(tuple(jobs), last_cycle, collector_since), NOW, Matcher())
 
 
 IDLE = machines_of("idle-five")  # demo-worker-1..5, idle, 4 CPUs / 7680 MB free each
@@ -138,9 +139,33 @@ def test_a_member_that_never_joined_is_reported_not_counted() -> None:
     assert "not in the pool 900 s after it was created" in cpu.members[1].reason
     assert cpu.replace == ("member-7",) and cpu.action == "replace"
     assert cpu.new_workers == 1 and cpu.target == 3
-    # an empty collector (just restarted) is no reason to replace anyone
-    empty = plan({"cpu": [member(1), member(7)]}, [], [])
-    assert empty.group("cpu").replace == ()
+    # an empty collector just restarted (or of unknown age) is no reason to replace anyone
+    for since in (NOW - 60, None):
+        empty = plan({"cpu": [member(1), member(7)]}, [], [], collector_since=since)
+        assert empty.group("cpu").replace == ()
+
+
+def test_the_last_member_that_never_joined_is_replaced_when_its_absence_is_real() -> None:
+    # the group's only member never joined: the pool lists no machine at all, but the
+    # collector has run for longer than a startd's update interval, so nobody is hiding
+    decision = plan({"cpu": [member(7)]}, [], [], collector_since=NOW - 400)
+    cpu = decision.group("cpu")
+    assert [m.state for m in cpu.members] == ["missing"]
+    assert cpu.replace == ("member-7",) and cpu.action == "replace"
+    # a short join_timeout: the collector was up when the member was created, so its
+    # absence is real however young the collector is; one started after it is not believed
+    quick = _site(join_timeout=60)
+    created = "2025-12-31T23:57:00Z"  # three minutes before NOW
+    for since, replaced in ((NOW - 200, ("member-7",)), (NOW - 120, ())):
+        decision = plan({"cpu": [member(7, created=created)]}, [], [], site=quick,
+                        collector_since=since)
+        assert decision.group("cpu").members[0].state == "missing"
+        assert decision.group("cpu").replace == replaced, since
+    # the collector's start unknown: an empty pool is not believed, a listing one is
+    unknown = plan({"cpu": [member(7)]}, [], [], collector_since=None)
+    assert unknown.group("cpu").replace == ()
+    listing = plan({"cpu": [member(1), member(7)]}, IDLE[:1], [], collector_since=None)
+    assert listing.group("cpu").replace == ("member-7",)
 
 
 def test_jobs_the_negotiator_has_not_seen_wait_for_it() -> None:
@@ -466,13 +491,21 @@ def test_the_ssh_pool_reads_the_idle_jobs_and_the_negotiators_last_cycle() -> No
 
     jobs = ('[{"ClusterId": 7, "ProcId": 0, "JobStatus": 1, "Owner": "carol", "QDate": 50, '
             '"RequestCpus": 2, "Requirements": "\\/Expr(TARGET.Cpus >= 2)\\/"}]')
-    runner = FakeRunner(done(jobs), done("1767225500\n"))
+    daemons = "Collector undefined 1767220000\nNegotiator 1767225500 1767220001\n"
+    runner = FakeRunner(done(jobs), done(daemons))
     queue = SshPool(HOST, runner=runner).queue()
-    assert [j.id for j in queue.jobs] == ["7.0"] and queue.last_cycle_end == 1767225500
+    assert [j.id for j in queue.jobs] == ["7.0"]
+    assert (queue.last_cycle_end, queue.collector_since) == (1767225500, 1767220000)
     commands = [argv[-1] for argv, _ in runner.calls]
     assert commands[0].startswith("condor_q -allusers -constraint 'JobStatus == 1' -json "
                                   "-attributes ClusterId,ProcId,Owner,JobStatus,QDate")
-    assert commands[1] == "condor_status -negotiator -af LastNegotiationCycleEnd0"
+    assert commands[1] == ("condor_status -any -constraint 'MyType == \"Negotiator\" || "
+                           "MyType == \"Collector\"' -af MyType LastNegotiationCycleEnd0 "
+                           "DaemonStartTime")
+    # no negotiator ad yet, nothing known
+    runner = FakeRunner(done(jobs), done(""))
+    queue = SshPool(HOST, runner=runner).queue()
+    assert (queue.last_cycle_end, queue.collector_since) == (None, None)
 
 
 def test_a_drain_reason_is_read_from_the_slot_ads() -> None:

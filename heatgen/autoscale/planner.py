@@ -38,6 +38,9 @@ from heatgen.scalein.choice import assess_members
 
 # The -reason of the drains autoscale starts: only drains with it are autoscale's to undo.
 DRAIN_REASON = "heatgen autoscale: idle, chosen for removal"
+# A startd re-advertises at least every UPDATE_INTERVAL (300 s by default): a collector up
+# for longer than that, with a margin, lists every live startd.
+COLLECTOR_SETTLE = 360
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,7 @@ def decide(
     states: dict[str, list[MemberDecision]] = {}
     free: list[tuple[Group, _Bin]] = []
     booting: dict[str, int] = {}
+    replaceable: set[str] = set()
     for view in views:
         group = view.group
         join_timeout = group.autoscaling.join_timeout
@@ -193,6 +197,8 @@ def decide(
                     state = "missing"
                     reason = (f"not in the pool {join_timeout} s after it was created (never "
                               "joined, or left)")
+                    if _absence_is_real(created, machines, queue, now):
+                        replaceable.add(member.name)
                 members.append(MemberDecision(member.name, member.server_id, state, "keep",
                                               reason))
                 continue
@@ -224,7 +230,7 @@ def decide(
                                           verdict.reason, names))
             for machine in found:
                 free += [(group, b) for b in _free_bins(machine, group)]
-        states[group.name] = _replacements(group, members, trusted=bool(machines))
+        states[group.name] = _replacements(group, members, replaceable)
 
     # Demand: what the negotiator has seen and cannot place on a free slot.
     seen, later = [], []
@@ -292,17 +298,27 @@ def _last_tried(queue: Queue) -> dict[int | None, int]:
     return tried
 
 
+def _absence_is_real(created: float | None, machines: Sequence[Machine], queue: Queue,
+                     now: float) -> bool:
+    """Whether a member's absence from the pool means it never joined: it does when the
+    collector ran all along since the member was created, or long enough for every live
+    startd to have advertised to it again; a collector just restarted says nothing. When
+    the collector's start is not known, only a pool that lists some machine is believed."""
+    since = queue.collector_since
+    if since is None:
+        return bool(machines)
+    return (created is not None and since <= created) or now - since >= COLLECTOR_SETTLE
+
+
 def _replacements(group: Group, members: list[MemberDecision],
-                  trusted: bool) -> list[MemberDecision]:
+                  replaceable: set[str]) -> list[MemberDecision]:
     """Members that never joined are replaced (Heat rebuilds them: the group keeps its size),
-    at most ``max_scale_in`` per decision, and only while the pool lists some machine: an
-    empty collector (just restarted) says nothing about who joined."""
-    if not trusted:
-        return members
+    at most ``max_scale_in`` per decision, and only where their absence is real
+    (``_absence_is_real``): the last member of a group may be the one that never joined."""
     limit = group.autoscaling.scale_in_limit(len(members))
     out, replaced = [], 0
     for member in members:
-        if member.state == "missing" and replaced < limit:
+        if member.state == "missing" and member.name in replaceable and replaced < limit:
             replaced += 1
             member = MemberDecision(member.name, member.server_id, member.state, "replace",
                                     member.reason + ": replaced (marked unhealthy, Heat "

@@ -153,8 +153,8 @@ class BindingsPool:
                 raise CloudError(f"cancelling the drain failed for {'; '.join(failures)}")
 
     def queue(self) -> Queue:
-        """Every schedd's idle jobs (the collector locates them) and the negotiator's last
-        cycle, as ``condor_q -allusers`` and ``condor_status -negotiator`` would give them."""
+        """Every schedd's idle jobs (the collector locates them), the negotiator's last cycle
+        and the collector's start, as ``condor_q -allusers`` and ``condor_status`` give them."""
         with self._session() as (htcondor2, classad2, collector):
             jobs: list[dict[str, Any]] = []
             for location in collector.locateAll(htcondor2.DaemonType.Schedd):
@@ -164,8 +164,13 @@ class BindingsPool:
             negotiators = collector.query(htcondor2.AdTypes.Negotiator,
                                           projection=["LastNegotiationCycleEnd0"])
             ends = [ad.get("LastNegotiationCycleEnd0") for ad in negotiators]
+            collectors = collector.query(htcondor2.AdTypes.Collector,
+                                         projection=["DaemonStartTime"])
+            started = [ad.get("DaemonStartTime") for ad in collectors]
         cycles = [int(end) for end in ends if isinstance(end, int | float)]
-        return Queue(tuple(parse_jobs(jobs)), max(cycles) if cycles else None)
+        starts = [int(when) for when in started if isinstance(when, int | float)]
+        return Queue(tuple(parse_jobs(jobs)), max(cycles) if cycles else None,
+                     max(starts) if starts else None)
 
     def forget(self, machines: Sequence[Machine]) -> None:
         """Invalidate each machine's startd and master ads at the collector (needs a token

@@ -44,10 +44,28 @@ class Job:
 
 @dataclass(frozen=True)
 class Queue:
-    """The idle jobs and the end of the negotiator's last cycle (None: not known)."""
+    """The idle jobs, the end of the negotiator's last cycle and when the collector started
+    (None: not known)."""
 
     jobs: tuple[Job, ...]
     last_cycle_end: int | None = None
+    collector_since: int | None = None
+
+
+def parse_daemon_lines(text: str) -> tuple[int | None, int | None]:
+    """The negotiator's last cycle end and the collector's start time in the output of
+    ``condor_status -any ... -af MyType LastNegotiationCycleEnd0 DaemonStartTime``."""
+    ends, starts = [], []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) != 3:
+            continue
+        kind, end, start = words
+        if kind == "Negotiator" and end.isdigit():
+            ends.append(int(end))
+        elif kind == "Collector" and start.isdigit():
+            starts.append(int(start))
+    return (max(ends) if ends else None), (max(starts) if starts else None)
 
 
 def parse_jobs(ads: list[dict[str, Any]]) -> list[Job]:

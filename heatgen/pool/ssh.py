@@ -9,8 +9,13 @@ from collections.abc import Callable, Sequence
 
 from heatgen.errors import CloudError
 from heatgen.pool.classad import STARTD_ATTRIBUTES, parse_condor_status_json
-from heatgen.pool.jobs import JOB_ATTRIBUTES, Queue, parse_condor_q_json
+from heatgen.pool.jobs import JOB_ATTRIBUTES, Queue, parse_condor_q_json, parse_daemon_lines
 from heatgen.pool.model import Machine
+
+# The negotiator's last cycle and the collector's start, in one query
+DAEMONS_COMMAND = ["condor_status", "-any", "-constraint",
+                   'MyType == "Negotiator" || MyType == "Collector"',
+                   "-af", "MyType", "LastNegotiationCycleEnd0", "DaemonStartTime"]
 
 DRAIN_REASON = "heatgen scale-in"
 
@@ -170,18 +175,17 @@ class SshPool:
                 ) from error
 
     def queue(self) -> Queue:
-        """Every user's idle jobs (``condor_q -allusers``) and the negotiator's last cycle."""
+        """Every user's idle jobs (``condor_q -allusers``), the negotiator's last cycle and
+        the collector's start time."""
         remote = ["condor_q", "-allusers", "-constraint", "JobStatus == 1", "-json",
                   "-attributes", ",".join(JOB_ATTRIBUTES)]
         output = self._run("condor_q", remote)
-        cycle = self._run("condor_status -negotiator",
-                          ["condor_status", "-negotiator", "-af", "LastNegotiationCycleEnd0"])
+        daemons = self._run("condor_status -any", DAEMONS_COMMAND)
         try:
             jobs = parse_condor_q_json(output)
         except CloudError as error:
             raise CloudError(f"condor_q on {self.target}: {error}") from error
-        ends = [int(word) for word in cycle.split() if word.isdigit()]
-        return Queue(tuple(jobs), max(ends) if ends else None)
+        return Queue(tuple(jobs), *parse_daemon_lines(daemons))
 
     def forget(self, machines: Sequence[Machine]) -> None:
         """``condor_advertise INVALIDATE_*_ADS`` for each machine's startd and master ads,

@@ -32,18 +32,24 @@ MAX = int(os.environ.get("HEATGEN_AUTOSCALE_MAX", "3"))
 HEATGEN = [sys.executable, "-m", "heatgen"]
 
 
-def _site(directory: Path) -> Path:
+def grid_site(directory: Path, stack: str, maximum: int = MAX, **scaling: int) -> Path:
+    """examples/debian13.yaml as a queue-mode grid named ``stack`` (min 1) with a fast
+    negotiator and the given ``autoscaling`` settings."""
     text = (REPO / "examples" / "debian13.yaml").read_text()
-    text = text.replace("site: debian13-grid", f"site: {STACK}")
+    text = text.replace("site: debian13-grid", f"site: {stack}")
     text = text.replace('  version: "23.9"\n', '  version: "23.9"\n' + FAST_NEGOTIATOR)
-    text = text.replace("  max: 7\n", f"  max: {MAX}\n")
-    scaling = text[text.index("autoscaling:\n"):text.index("condor:\n")]
-    text = text.replace(scaling, "autoscaling:\n  mode: queue\n  telemetry: none\n"
-                                 "  interval: 10\n  idle_timeout: 20\n  max_scale_in: 2\n"
-                                 "  join_timeout: 60\n")
-    path = directory / f"{STACK}.yaml"
+    text = text.replace("  max: 7\n", f"  max: {maximum}\n")
+    block = text[text.index("autoscaling:\n"):text.index("condor:\n")]
+    text = text.replace(block, "autoscaling:\n  mode: queue\n  telemetry: none\n" + "".join(
+        f"  {key}: {value}\n" for key, value in scaling.items()))
+    path = directory / f"{stack}.yaml"
     path.write_text(text)
     return path
+
+
+def _site(directory: Path) -> Path:
+    return grid_site(directory, STACK, interval=10, idle_timeout=20, max_scale_in=2,
+                     join_timeout=60)
 
 
 @pytest.fixture

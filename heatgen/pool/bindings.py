@@ -164,11 +164,13 @@ class BindingsPool:
             negotiators = collector.query(htcondor2.AdTypes.Negotiator,
                                           projection=["LastNegotiationCycleEnd0"])
             ends = [ad.get("LastNegotiationCycleEnd0") for ad in negotiators]
+            # a collector's ad has no DaemonStartTime: when it looked at itself, less its age
             collectors = collector.query(htcondor2.AdTypes.Collector,
-                                         projection=["DaemonStartTime"])
-            started = [ad.get("DaemonStartTime") for ad in collectors]
+                                         projection=["MonitorSelfTime", "MonitorSelfAge"])
+            selves = [(ad.get("MonitorSelfTime"), ad.get("MonitorSelfAge")) for ad in collectors]
         cycles = [int(end) for end in ends if isinstance(end, int | float)]
-        starts = [int(when) for when in started if isinstance(when, int | float)]
+        starts = [int(when) - int(age) for when, age in selves
+                  if isinstance(when, int | float) and isinstance(age, int | float)]
         return Queue(tuple(parse_jobs(jobs)), max(cycles) if cycles else None,
                      max(starts) if starts else None)
 

@@ -54,7 +54,8 @@ class Queue:
 
 def parse_daemon_lines(text: str) -> tuple[int | None, int | None]:
     """The negotiator's last cycle end and the collector's start time in the output of
-    ``condor_status -any ... -af MyType LastNegotiationCycleEnd0 DaemonStartTime``."""
+    ``condor_status -any ... -af MyType LastNegotiationCycleEnd0 <the collector's start>``
+    (``heatgen.pool.ssh.DAEMONS_COMMAND``)."""
     ends, starts = [], []
     for line in text.splitlines():
         words = line.split()

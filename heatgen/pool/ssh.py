@@ -12,10 +12,13 @@ from heatgen.pool.classad import STARTD_ATTRIBUTES, parse_condor_status_json
 from heatgen.pool.jobs import JOB_ATTRIBUTES, Queue, parse_condor_q_json, parse_daemon_lines
 from heatgen.pool.model import Machine
 
-# The negotiator's last cycle and the collector's start, in one query
+# The negotiator's last cycle and the collector's start, in one query. A collector's own ad
+# has no DaemonStartTime (HTCondor 23.9): its start is when it last looked at itself less
+# how long it had run by then.
+COLLECTOR_START = "MonitorSelfTime - MonitorSelfAge"
 DAEMONS_COMMAND = ["condor_status", "-any", "-constraint",
                    'MyType == "Negotiator" || MyType == "Collector"',
-                   "-af", "MyType", "LastNegotiationCycleEnd0", "DaemonStartTime"]
+                   "-af", "MyType", "LastNegotiationCycleEnd0", COLLECTOR_START]
 
 DRAIN_REASON = "heatgen scale-in"
 

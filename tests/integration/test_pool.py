@@ -419,5 +419,9 @@ def test_the_bindings_read_the_job_queue_as_ssh_does(
         assert sorted(j.id for j in queued.jobs) == sorted(j.id for j in over.jobs)
         assert len(queued.jobs) == 2 and all(j.owner == "erin" for j in queued.jobs)
         assert "false" in queued.jobs[0].ad["Requirements"].text
+        # the collector's start, from its own ad, both ways (it vouches for missing members)
+        assert queued.collector_since is not None and over.collector_since is not None
+        assert abs(queued.collector_since - over.collector_since) <= 1
+        assert queued.collector_since < time.time()
     finally:
         _on_master(pool_sandbox, "pool-grid", "sh", "-c", "condor_rm erin >/dev/null 2>&1; true")

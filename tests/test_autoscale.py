@@ -501,7 +501,7 @@ def test_the_ssh_pool_reads_the_idle_jobs_and_the_negotiators_last_cycle() -> No
                                   "-attributes ClusterId,ProcId,Owner,JobStatus,QDate")
     assert commands[1] == ("condor_status -any -constraint 'MyType == \"Negotiator\" || "
                            "MyType == \"Collector\"' -af MyType LastNegotiationCycleEnd0 "
-                           "DaemonStartTime")
+                           "'MonitorSelfTime - MonitorSelfAge'")
     # no negotiator ad yet, nothing known
     runner = FakeRunner(done(jobs), done(""))
     queue = SshPool(HOST, runner=runner).queue()

@@ -8,7 +8,7 @@ no job restarted, and the stack not left FAILED.
 
 The kill lands in the window on purpose: the test watches the members' Heat status in a tight
 loop and SIGKILLs the process when heatgen's mark (CHECK_FAILED with MARK_REASON) appears, after
-a random extra delay (seeded) within the first half of the mark -> PATCH window. That window is
+a random extra delay (seeded) in the first quarter of the mark -> PATCH window. That window is
 the one pool query heatgen makes between the two (the re-check that unmarks a member claimed
 meanwhile); the test times the same query against the same master before the kills.
 
@@ -401,9 +401,12 @@ def test_heatgen_killed_between_mark_and_patch_leaves_no_busy_member_marked(
     for kill in range(KILLS):
         kind, following = ("scale", "autoscale")[kill % 2], NEXT[kill % len(NEXT)]
         print(f"kill {kill + 1}/{KILLS}: {kind}, then {following}", flush=True)
-        # in the first half of the window: its length varies from run to run
+        # In the first quarter of the window: the poll that sees the mark comes late by up to
+        # one Heat round trip, the kill takes its time, and the window varies from run to run
+        # (HEATGEN_KILLS=20 measured: the timed re-check 0.85 s, kills up to 0.26 s after the
+        # mark was seen landed, 0.26..0.43 s came after the PATCH).
         records.append(_kill_once(run, kill + 1, kind, following,
-                                  rng.uniform(0.0, run.window / 2)))
+                                  rng.uniform(0.0, run.window / 4)))
     landed = sum(r["landed"] for r in records)
     print(f"{landed} of {KILLS} kills landed with a mark standing and no PATCH sent "
           f"(window {run.window:.3f} s, seed {SEED!r}); "

@@ -255,6 +255,7 @@ class FakeCloud:
 
     def mark_unhealthy(self, stack_id: str, resource: str, unhealthy: bool, reason: str) -> None:
         self.calls.append(("mark_unhealthy", (resource, unhealthy, reason)))
+        self._maybe_fail("mark_unhealthy")
 
     def signal_wait_handle(self, endpoint: str, token: str, body: Mapping[str, Any]) -> None:
         self.calls.append(("signal_wait_handle", body))

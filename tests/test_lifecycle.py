@@ -10,6 +10,7 @@ import pytest
 from heatgen.cloud.interface import Definition, Resource, Stack
 from heatgen.config import load_site
 from heatgen.errors import (
+    CloudError,
     ExitStatus,
     StackBusy,
     StackFailed,
@@ -237,6 +238,55 @@ def test_unchanged_redeploy_sends_no_update() -> None:
     stack.definition = deployed
     result = deploy(cloud, GRID, DeployOptions(), SilentReporter(), clock=FakeClock())
     assert result.action == "unchanged"
+    assert "update_stack" not in cloud.names()
+
+
+def _marked_grid(cloud: FakeCloud, desired: int = 2) -> Any:
+    """A deployed thesis grid whose member-2 a SIGKILLed scale-in left marked for removal."""
+    from heatgen.scalein.shrink import MARK_REASON
+
+    deployed = stackfields.definition(GRID, parameters={"worker_desired": desired})
+    stack = cloud.add_stack("bergen-grid", **deployed.parameters)
+    stack.outputs = {"worker_count": desired}
+    stack.definition = deployed
+    stack.resources = [
+        Resource(f"member-{i}", "HeatGen::Grid::Worker",
+                 "CHECK_FAILED" if i == 2 else "CREATE_COMPLETE", MARK_REASON if i == 2 else "",
+                 f"nested-{i}", "group-stack", parent="workers", created=f"2026-01-0{i}")
+        for i in range(1, desired + 1)]
+    return stack
+
+
+def test_an_unchanged_redeploy_takes_back_a_mark_a_killed_scale_in_left() -> None:
+    # Heat would replace member-2 at the next update of any kind, busy or not.
+    cloud = FakeCloud()
+    _marked_grid(cloud)
+    report = Recorder()
+    result = deploy(cloud, GRID, DeployOptions(), report, clock=FakeClock())
+    assert result.action == "unchanged" and "update_stack" not in cloud.names()
+    marks = [args for name, args in cloud.calls if name == "mark_unhealthy"]
+    assert [m[:2] for m in marks] == [("member-2", False)]
+    assert any("took back the mark an interrupted heatgen left on member-2" in note
+               for note in report.notes), report.notes
+
+
+def test_a_redeploy_takes_back_a_stale_mark_before_its_update() -> None:
+    cloud = FakeCloud()
+    _marked_grid(cloud)
+    result = deploy(cloud, render_site(_site_with(max=6)), DeployOptions(), Recorder(),
+                    clock=FakeClock())
+    assert result.action == "updated"
+    names = cloud.names()
+    assert names.index("mark_unhealthy") < names.index("update_stack")
+
+
+def test_a_redeploy_whose_stale_mark_stays_sends_no_update() -> None:
+    cloud = FakeCloud()
+    _marked_grid(cloud)
+    cloud.fail("mark_unhealthy", CloudError("Heat answered 503"))
+    with pytest.raises(CloudError, match="could not be taken back"):
+        deploy(cloud, render_site(_site_with(max=6)), DeployOptions(), Recorder(),
+               clock=FakeClock())
     assert "update_stack" not in cloud.names()
 
 

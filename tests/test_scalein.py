@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from heatgen.scalein.choice import (
 )
 
 from .conftest import EXAMPLES
-from .fakecloud import FakeCloud
+from .fakecloud import FakeClock, FakeCloud
 from .test_pool import SERVER_IDS
 
 DATA = Path(__file__).resolve().parent / "data" / "condor"
@@ -458,3 +459,71 @@ def test_scale_waits_for_a_drain_as_long_as_the_retirement_time() -> None:
               pool_for=lambda stack: pool, scale_in_options=options)
     assert 600 <= ticks.t < 600 + shrink.DRAIN_POLL
     assert pool.cancel_requests == [("demo-worker-2.novalocal",)]
+
+
+# --- a mark a killed run left between marking and the PATCH -----------------------------------
+
+
+def _left_marked(stack: Stack, cloud: FakeCloud, index: int, reason: str) -> None:
+    """Member ``index`` (1-based) as a heatgen SIGKILLed after marking it left it."""
+    fake = cloud.stacks[stack.id]
+    fake.resources[index - 1] = dataclasses.replace(fake.resources[index - 1],
+                                                    status="CHECK_FAILED", reason=reason)
+
+
+class Notes(SilentReporter):
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+def _marks(cloud: FakeCloud) -> list[tuple[str, bool]]:
+    return [(args[0], args[1]) for name, args in cloud.calls if name == "mark_unhealthy"]
+
+
+def test_a_same_size_scale_takes_back_a_mark_a_killed_run_left_before_its_patch() -> None:
+    # Heat replaces a marked member at the next update of any kind: a PATCH of the same size
+    # would replace member-2, busy or not (a job may have landed on it since the kill).
+    cloud = FakeCloud()
+    stack = grid(cloud, 3)
+    _left_marked(stack, cloud, 2, shrink.MARK_REASON)
+    report = Notes()
+    result = scale(cloud, SITE, ScaleRequest(workers=3), report, FakeClock())
+    assert result.action == "scaled"
+    assert _marks(cloud) == [("member-2", False)]
+    assert cloud.names().index("mark_unhealthy") < cloud.names().index("update_stack")
+    assert any("took back the mark an interrupted heatgen left on member-2" in n
+               for n in report.notes), report.notes
+
+
+def test_a_scale_in_takes_back_a_stale_mark_before_it_marks_its_own() -> None:
+    cloud = FakeCloud()
+    stack = grid(cloud)
+    _left_marked(stack, cloud, 2, shrink.MARK_REASON)
+    pool = MachinePool([machines_of("busy-two-of-five")])
+    scale(cloud, SITE, ScaleRequest(workers=4), SilentReporter(), FakeClock(),
+          pool_for=lambda s: pool)
+    marks = _marks(cloud)
+    assert marks[0] == ("member-2", False) and any(unhealthy for _, unhealthy in marks[1:])
+    assert cloud.names().index("update_stack") > len(marks)
+
+
+def test_a_stale_mark_that_cannot_be_taken_back_stops_the_resize() -> None:
+    cloud = FakeCloud()
+    stack = grid(cloud, 3)
+    _left_marked(stack, cloud, 2, shrink.MARK_REASON)
+    cloud.fail("mark_unhealthy", CloudError("Heat answered 503"))
+    with pytest.raises(CloudError, match="member-2: Heat answered 503.*nothing was changed"):
+        scale(cloud, SITE, ScaleRequest(workers=3), SilentReporter(), FakeClock())
+    assert "update_stack" not in cloud.names()
+
+
+def test_marks_heatgen_did_not_make_for_a_removal_are_left_alone() -> None:
+    cloud = FakeCloud()
+    stack = grid(cloud, 3)
+    _left_marked(stack, cloud, 1, "marked by the operator")
+    _left_marked(stack, cloud, 2, "heatgen autoscale: never joined the pool, replaced")
+    scale(cloud, SITE, ScaleRequest(workers=3), SilentReporter(), FakeClock())
+    assert _marks(cloud) == [] and "update_stack" in cloud.names()

@@ -157,24 +157,16 @@ def step(
 
 def _take_back_stale_marks(cloud: Cloud, stack: Stack, actions: list[str],
                            skipped: list[str]) -> bool:
-    """Marks a killed `heatgen scale` or `autoscale` left between marking members for removal
-    and the PATCH: Heat would replace a marked member at the next update of any kind, busy or
-    not. A mark heatgen made is known by its reason; under the stack's lock no other heatgen
-    of this machine is between the two steps, so every such mark is stale and is taken back."""
-    found = False
-    for member in group_members(cloud, stack):
-        if member.status != "CHECK_FAILED" or shrink.MARK_REASON not in member.reason:
-            continue
-        found = True
-        try:
-            cloud.mark_unhealthy(member.nested_stack_id, member.name, False,
-                                 shrink.UNMARK_REASON + " (a mark left by an interrupted run)")
-            actions.append(f"{member.group}: took back the mark an interrupted heatgen left on "
-                           f"{member.name}")
-        except HeatgenError as error:
-            skipped.append(f"{member.group}: the mark on {member.name} could not be taken back "
-                           f"({error}); nothing else is done until it is")
-    return found
+    """Marks a killed `heatgen scale` or `autoscale` left between marking and the PATCH
+    (:func:`shrink.take_back_stale_marks`); True if there were any."""
+    result = shrink.take_back_stale_marks(cloud, stack)
+    for member in result.taken:
+        actions.append(f"{member.group}: took back the mark an interrupted heatgen left on "
+                       f"{member.name}")
+    for member, error in result.failed:
+        skipped.append(f"{member.group}: the mark on {member.name} could not be taken back "
+                       f"({error}); nothing else is done until it is")
+    return bool(result.taken or result.failed)
 
 
 def _act(

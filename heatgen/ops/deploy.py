@@ -23,14 +23,15 @@ from heatgen.contract import (
     as_int,
     deployed_groups,
 )
-from heatgen.errors import UsageError
+from heatgen.errors import StackBusy, UsageError
 from heatgen.ops import fields as stackfields
 from heatgen.ops import writes
-from heatgen.ops.busy import refuse_if_busy
+from heatgen.ops.busy import refuse_if_busy, stack_lock
 from heatgen.ops.plan import GroupPlan, Plan, reconciled_plan, same_definition
 from heatgen.ops.report import Clock, Reporter
 from heatgen.ops.wait import Stall, latest_event, wait_for_stack
 from heatgen.render import RenderedGrid
+from heatgen.scalein import shrink
 
 WAIT_MARGIN = 600  # seconds on top of the master's wait_timeout for a whole create
 STALL_TIMEOUT = 300.0  # seconds without a new event before a wait calls the stack stalled
@@ -216,6 +217,7 @@ def deploy(
         return DeployResult("planned", existing, plan=plan, elapsed=clock.now() - started,
                             parameters_sent=override)
     if same_definition(deployed, wanted) and not existing.failed:
+        _take_back_stale_marks(cloud, existing, report, clock)
         return DeployResult("unchanged", existing, plan=plan, elapsed=clock.now() - started)
     _check_groups(plan, options, confirm, label)
     for group in plan.groups:
@@ -242,12 +244,16 @@ def deploy(
                 f"the plan replaces {', '.join(protected)}; nothing was changed. Review the plan "
                 f"(`heatgen deploy {label} --dry-run`) and pass --yes to go ahead"
             )
-    existing = refuse_if_busy(
-        cloud, existing, wait_for_idle=options.wait_for_idle, timeout=timeout, report=report,
-        clock=clock,
-    )
-    marker = latest_event(cloud, existing.id)
-    writes.update(cloud, existing, update, False, report, clock)
+    with stack_lock(existing, wait=options.wait_for_idle, timeout=timeout, report=report,
+                    clock=clock):
+        existing = refuse_if_busy(
+            cloud, existing, wait_for_idle=options.wait_for_idle, timeout=timeout,
+            report=report, clock=clock,
+        )
+        # the update would replace every member a killed scale-in left marked, busy or not
+        shrink.take_back_or_refuse(cloud, existing, report.note, "this update")
+        marker = latest_event(cloud, existing.id)
+        writes.update(cloud, existing, update, False, report, clock)
     report.note(f"updating stack {site.site} (workers: {_sizes_sent(site, override)})")
     if not options.wait:
         return DeployResult("started", cloud.get_stack(existing.id), plan=plan,
@@ -255,6 +261,17 @@ def deploy(
     final = wait(existing.id, "UPDATE", marker)
     return DeployResult("updated", final, plan=plan, elapsed=clock.now() - started,
                         parameters_sent=override)
+
+
+def _take_back_stale_marks(cloud: Cloud, stack: Stack, report: Reporter, clock: Clock) -> None:
+    """An unchanged deploy sends no update, but leaves no mark of a killed scale-in standing
+    for the next update of any kind to act on. Under the stack's lock, if it is free: a
+    heatgen holding it may be between its own mark and PATCH."""
+    try:
+        with stack_lock(stack, wait=False, timeout=0, report=report, clock=clock):
+            shrink.take_back_or_refuse(cloud, stack, report.note, "the next update")
+    except StackBusy:
+        report.note(f"another heatgen is changing stack {stack.name}; its marks are its own")
 
 
 def _refuse_signing_key_grid(deployed: Definition, wanted: Definition, name: str,

@@ -257,6 +257,8 @@ def scale(
             cloud, stack, wait_for_idle=request.wait_for_idle, timeout=request.timeout,
             report=report, clock=clock,
         )
+        if not request.lock_held:  # autoscale's decision took them back under its lock
+            shrink.take_back_or_refuse(cloud, stack, report.note, "a resize")
         marker = latest_event(cloud, stack.id)
         writes.update(cloud, stack, fields, True, report, clock)
         return _wait_resized(cloud, stack, request, params, report, clock, started, marker,
@@ -326,6 +328,12 @@ def _scale_in(
 
     The plan is returned, not printed: the caller shows it once."""
     options = replace(options, force=request.force, drain=request.drain)
+    if not request.dry_run:
+        # before the choice: a member marked by a killed run would be removed or replaced by
+        # this PATCH whatever the choice, busy or not
+        stack = refuse_if_busy(cloud, stack, wait_for_idle=request.wait_for_idle,
+                               timeout=request.timeout, report=report, clock=clock)
+        shrink.take_back_or_refuse(cloud, stack, report.note, "a resize")
     plan = shrink.choose(cloud, stack, pool, request.workers, options, report.note, names)
     if request.dry_run or not plan.removed:
         action = "planned" if request.dry_run else "unchanged"

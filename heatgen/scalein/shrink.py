@@ -25,7 +25,7 @@ from heatgen.cloud.group import Member, group_members
 from heatgen.cloud.interface import Cloud, Stack
 from heatgen.config.model import RETIREMENT_TIME_DEFAULT
 from heatgen.contract import GroupNames
-from heatgen.errors import HeatgenError, UsageError, WaitTimeout
+from heatgen.errors import CloudError, HeatgenError, UsageError, WaitTimeout
 from heatgen.pool import Machine, PoolQuery
 from heatgen.scalein import choice as scalein
 
@@ -233,6 +233,51 @@ def marked(
     except BaseException:
         _unmark_quietly(cloud, plan, held)
         raise
+
+
+@dataclass(frozen=True)
+class TakenBack:
+    """Heatgen's own marks an interrupted run left: those taken back, those that failed."""
+
+    taken: tuple[Member, ...] = ()
+    failed: tuple[tuple[Member, HeatgenError], ...] = ()
+
+
+def take_back_stale_marks(cloud: Cloud, stack: Stack) -> TakenBack:
+    """Take back the marks a killed `heatgen scale` or `autoscale` left between marking
+    members for removal and the PATCH. Heat replaces a marked member at the next update of any
+    kind, busy or not (a job may have landed on it since). A mark heatgen made is known by its
+    reason. Call it under the stack's lock: then no other heatgen of this machine is between
+    the two steps, and every such mark is stale."""
+    taken: list[Member] = []
+    failed: list[tuple[Member, HeatgenError]] = []
+    for member in group_members(cloud, stack):
+        if member.status != "CHECK_FAILED" or MARK_REASON not in member.reason:
+            continue
+        try:
+            cloud.mark_unhealthy(member.nested_stack_id, member.name, False,
+                                 UNMARK_REASON + " (a mark left by an interrupted run)")
+            taken.append(member)
+        except HeatgenError as error:
+            failed.append((member, error))
+    return TakenBack(tuple(taken), tuple(failed))
+
+
+def take_back_or_refuse(cloud: Cloud, stack: Stack, note: Callable[[str], None],
+                        doing: str) -> None:
+    """:func:`take_back_stale_marks` before an update: says what it took back, and raises if
+    a mark stays (the update would replace that member)."""
+    result = take_back_stale_marks(cloud, stack)
+    for member in result.taken:
+        note(f"{member.group}: took back the mark an interrupted heatgen left on "
+             f"{member.name} (Heat would have replaced it)")
+    if result.failed:
+        detail = "; ".join(f"{m.group}/{m.name}: {error}" for m, error in result.failed)
+        raise CloudError(
+            f"an interrupted heatgen left members marked for removal, and the marks could not "
+            f"be taken back ({detail}); {doing} now would make Heat replace them, busy or not: "
+            "nothing was changed, run the command again"
+        )
 
 
 def _unmark_quietly(cloud: Cloud, plan: ScaleInPlan, names: list[str]) -> None:

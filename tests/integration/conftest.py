@@ -117,6 +117,16 @@ def pool_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     yield from _running(config, progress=lambda message: print(f"pool sandbox: {message}"))
 
 
+@pytest.fixture
+def env(pool_sandbox: Sandbox) -> dict[str, str]:
+    """The environment for `heatgen` subprocesses: the pool sandbox, and no OS_* cloud."""
+    import os
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    environment["HEATGEN_SANDBOX_DIR"] = str(pool_sandbox.config.state_dir)
+    return environment
+
+
 def heatgen_runner(capsys: Any) -> Any:
     """``run(*args)``: `heatgen ARGS` in this process; returns (exit code, stdout, stderr)."""
     from heatgen.cli import main

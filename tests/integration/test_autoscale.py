@@ -32,36 +32,29 @@ MAX = int(os.environ.get("HEATGEN_AUTOSCALE_MAX", "3"))
 HEATGEN = [sys.executable, "-m", "heatgen"]
 
 
-def grid_site(directory: Path, stack: str, maximum: int = MAX, **scaling: int) -> Path:
-    """examples/debian13.yaml as a queue-mode grid named ``stack`` (min 1) with a fast
-    negotiator and the given ``autoscaling`` settings."""
+QUEUE_SCALING = ("  interval: 10\n  idle_timeout: 20\n  max_scale_in: 2\n"
+                 "  join_timeout: 60\n")
+
+
+def queue_site(directory: Path, name: str = STACK, *, maximum: int = MAX, desired: int = 1,
+               scaling: str = QUEUE_SCALING) -> Path:
+    """The Debian 13 example as a queue-mode grid (no telemetry) with a fast negotiator:
+    ``scaling`` is the rest of its ``autoscaling:`` block (after ``mode`` and ``telemetry``)."""
     text = (REPO / "examples" / "debian13.yaml").read_text()
-    text = text.replace("site: debian13-grid", f"site: {stack}")
+    text = text.replace("site: debian13-grid", f"site: {name}")
     text = text.replace('  version: "23.9"\n', '  version: "23.9"\n' + FAST_NEGOTIATOR)
     text = text.replace("  max: 7\n", f"  max: {maximum}\n")
+    text = text.replace("  desired: 1\n", f"  desired: {desired}\n")
     block = text[text.index("autoscaling:\n"):text.index("condor:\n")]
-    text = text.replace(block, "autoscaling:\n  mode: queue\n  telemetry: none\n" + "".join(
-        f"  {key}: {value}\n" for key, value in scaling.items()))
-    path = directory / f"{stack}.yaml"
+    text = text.replace(block, "autoscaling:\n  mode: queue\n  telemetry: none\n" + scaling)
+    path = directory / f"{name}.yaml"
     path.write_text(text)
     return path
 
 
-def _site(directory: Path) -> Path:
-    return grid_site(directory, STACK, interval=10, idle_timeout=20, max_scale_in=2,
-                     join_timeout=60)
-
-
-@pytest.fixture
-def env(pool_sandbox: Sandbox) -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    environment["HEATGEN_SANDBOX_DIR"] = str(pool_sandbox.config.state_dir)
-    return environment
-
-
 @pytest.fixture
 def grid(pool_sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
-    site = _site(tmp_path)
+    site = queue_site(tmp_path)
     subprocess.run([*HEATGEN, "deploy", str(site)], env=env, check=True, capture_output=True,
                    text=True, timeout=900)
     try:

@@ -21,7 +21,7 @@ from heatgen.scalein.shrink import MARK_REASON
 from tests.faultproxy import chaos, proxied_sandbox
 
 from .conftest import Sandbox
-from .test_autoscale import grid_site
+from .test_autoscale import queue_site
 from .test_pool import _hosts, _jobs, _on_master, _outputs, _until
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.pool]
@@ -37,15 +37,9 @@ HEATGEN = [sys.executable, "-m", "heatgen"]
 
 
 @pytest.fixture
-def env(pool_sandbox: Sandbox) -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    environment["HEATGEN_SANDBOX_DIR"] = str(pool_sandbox.config.state_dir)
-    return environment
-
-
-@pytest.fixture
 def grid(pool_sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
-    site = grid_site(tmp_path, STACK, interval=5, idle_timeout=15, join_timeout=300)
+    site = queue_site(tmp_path, STACK, scaling="  interval: 5\n  idle_timeout: 15\n"
+                                                 "  join_timeout: 300\n")
     subprocess.run([*HEATGEN, "deploy", str(site)], env=env, check=True, capture_output=True,
                    text=True, timeout=900)
     try:

@@ -10,6 +10,7 @@ The recorded workers have 2 CPUs and 24105 MB each (shape.json); the site here g
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,16 @@ DATA = Path(__file__).parent / "data" / "pool"
 SHAPE = json.loads((DATA / "shape.json").read_text())
 
 
-def _site(**scaling: Any) -> Any:
+def _raw(**scaling: Any) -> dict[str, Any]:
     data = yaml.safe_load((EXAMPLES / "groups.yaml").read_text())
     data["autoscaling"] = {"mode": "queue", "telemetry": "none", **scaling}
     data["worker_groups"][0].update(vcpus=SHAPE["cpus"], memory_mb=SHAPE["memory_mb"], min=1,
                                     max=4)
-    return validate_site(data, "groups.yaml")
+    return dict(data)
+
+
+def _site(**scaling: Any) -> Any:
+    return validate_site(_raw(**scaling), "groups.yaml")
 
 
 SITE = _site()
@@ -150,3 +155,37 @@ def test_the_recorded_daemons_line_gives_the_cycle_and_the_collectors_start() ->
     # the collector started before the workers' first ads and the jobs
     assert since <= min(m.idle_since or since for m in machines("idle-two"))
     assert since < min(j.queued_at or since + 1 for j in MIX.jobs)
+
+
+def test_a_member_still_booting_takes_the_recorded_jobs_it_fits() -> None:
+    # a third member created a minute before the decision, not in the pool yet
+    booting = Member("boot0member", "5f0c1f6e-0000-4000-8000-000000000001", "10.77.2.14", 2,
+                     "CREATE_COMPLETE", "nested", _iso(RECORDED - 60), group="cpu")
+    cpu = plan(members(booting), machines("idle-two"), MIX).group("cpu")
+    assert [m.state for m in cpu.members] == ["idle", "idle", "booting"]
+    # one whole-worker job goes onto the booting member, the other needs one new worker
+    assert (cpu.size, cpu.new_workers, cpu.target) == (3, 1, 4)
+
+
+def test_a_group_at_max_grows_no_further_and_says_so() -> None:
+    data = _raw()
+    data["worker_groups"][0]["max"] = 2
+    decision = plan(members(), machines("idle-two"), MIX,
+                    site=validate_site(data, "groups.yaml"))
+    cpu = decision.group("cpu")
+    assert (cpu.size, cpu.target) == (2, 2) and "at max 2" in cpu.reason
+    # the other groups grow as they would have
+    assert decision.group("gpu").target == decision.group("highmem").target == 1
+
+
+def test_a_group_in_backoff_holds_its_growth_and_says_until_when() -> None:
+    history = {"cpu": {"backoff_until": RECORDED + 120}}
+    decision = plan(members(), machines("idle-two"), MIX, **history)
+    cpu = decision.group("cpu")
+    assert cpu.target == cpu.size == 2, cpu.reason
+    assert cpu.reason.endswith(f"backs off until {RECORDED + 120} after failures"), cpu.reason
+    assert decision.group("gpu").target == 1  # only the failing group waits
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

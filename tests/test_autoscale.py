@@ -176,7 +176,7 @@ def test_jobs_the_negotiator_has_not_seen_wait_for_it() -> None:
 
 @pytest.mark.parametrize(("history", "why"), [
     ({"cpu": {"grew_at": NOW - 10}}, None),  # scale_up_delay 0: grows again at once
-    ({"cpu": {"backoff_until": NOW + 60}}, "backs off until"),
+    ({"cpu": {"backoff_until": NOW + 60}}, "backs off for"),
 ])
 def test_growth_waits_for_backoff(history: dict[str, Any], why: str | None) -> None:
     decision = plan({"cpu": [member(1)]}, [], [job(i, cpus=4, memory=4096) for i in range(3)],
@@ -409,7 +409,7 @@ def test_a_group_that_keeps_failing_backs_off() -> None:
     assert "3 failures in a row: group workers backs off for 60 s" in outcome.skipped[0]
     assert state.backoff_until["workers"] == NOW + 60
     held = _step(cloud, pool, state=state)
-    assert held.decision is not None and "backs off until" in held.decision.groups[0].reason
+    assert held.decision is not None and "backs off for" in held.decision.groups[0].reason
 
 
 def test_a_member_that_never_joined_is_marked_and_the_group_patched_to_its_size() -> None:

@@ -353,7 +353,8 @@ def _group_decision(
             reason = f"{len(jobs)} jobs wait for the {booting} members still booting"
         elif view.backoff_until is not None and now < view.backoff_until:
             target, reason = size, (f"{len(jobs)} jobs need {new} more workers, but the group "
-                                    f"backs off until {view.backoff_until:.0f} after failures")
+                                    f"backs off for {view.backoff_until - now:.0f} s more "
+                                    "after failures")
         elif view.grew_at is not None and now < view.grew_at + scaling.scale_up_delay:
             target, reason = size, (f"{len(jobs)} jobs need {new} more workers; the group grew "
                                     f"{now - view.grew_at:.0f} s ago (scale_up_delay "

@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 LOG = logging.getLogger("heatgen.sandbox.heat")
 
@@ -70,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from heat.engine import service as engine_service
 
+        forget_finished_threads(engine_service.ThreadGroup)
         engine = engine_service.EngineService(conf.host, rpc_api.ENGINE_TOPIC)
         api = config.load_paste_app("heat-api")
         cfn = config.load_paste_app("heat-api-cfn")
@@ -93,6 +95,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serving.EXIT_STARTUP_FAILED
     serving.run_until_signalled(servers, on_stop=engine.stop)
     return 0
+
+
+def forget_finished_threads(group_class: Any) -> None:
+    """Heat's per-stack ThreadGroup on oslo.service's threading backend keeps every thread it
+    ever started in ``threads`` (its ``add_thread`` never calls ``thread_done``) and refuses
+    the 1001st ("Maximum number of threads reached"): a group of about 450 members fails its
+    update, and the stack stays IN_PROGRESS for good. Finished threads are dropped from the
+    list before each new one is counted, as the eventlet backend's GreenPool does."""
+    if getattr(group_class, "_heatgen_forgets_finished", False):
+        return
+    add_thread = group_class.add_thread
+
+    def add_live_thread(self: Any, func: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self.threads = [thread for thread in self.threads if thread.is_alive()]
+        return add_thread(self, func, *args, **kwargs)
+
+    group_class.add_thread = add_live_thread
+    group_class._heatgen_forgets_finished = True
 
 
 if __name__ == "__main__":

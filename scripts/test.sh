@@ -3,13 +3,13 @@
 # the sandbox integration tests (plain `pytest` runs only the fast lane).
 #
 # Without arguments (CI) three lanes run side by side, every test of each exactly as
-# `pytest -m ""` would run it: the sandbox lane (`-m "sandbox and not pool and not
-# own_sandbox"`: the session's Keystone + Heat, mostly waiting on Heat) in the foreground; the
-# pool lane (`-m "pool or own_sandbox"`: real HTCondor daemons in the pool sandbox, mostly
-# waiting on boots and jobs, then the tests that start a sandbox of their own, PostgreSQL's and
-# the autoscaling loop's with Gnocchi + Aodh) and ruff, mypy and the fast lane (CPU only, no
-# sandbox) in the background, their output shown when they end. The status is non-zero if any
-# lane failed. With arguments: ruff, mypy, then one `pytest -m "" ARGS`.
+# `pytest -m ""` would run it: the sandbox lane (`-m "sandbox and not pool"`: the session's
+# Keystone + Heat, mostly waiting on Heat, then the tests that start a sandbox of their own,
+# PostgreSQL's and the autoscaling loop's with Gnocchi + Aodh) in the foreground; the pool lane
+# (`-m pool`: real HTCondor daemons in the pool sandbox, mostly waiting on boots and jobs, the
+# longest) and ruff, mypy and the fast lane (CPU only, no sandbox) in the background, their
+# output shown when they end. The status is non-zero if any lane failed. With arguments:
+# ruff, mypy, then one `pytest -m "" ARGS`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -35,7 +35,7 @@ logs=$(mktemp -d "${TMPDIR:-/tmp}/heatgen-test-lanes.XXXXXX")
 setsid nice -n 10 bash -c '.venv/bin/ruff check heatgen tests bench && .venv/bin/mypy && exec "$@"' \
   fast-lane "${pytest_lane[@]}" -p no:cacheprovider >"$logs/fast.log" 2>&1 &
 fast_pid=$!
-setsid nice -n 5 "${pytest_lane[@]}" -p no:cacheprovider -m "pool or own_sandbox" >"$logs/pool.log" 2>&1 &
+setsid nice -n 5 "${pytest_lane[@]}" -p no:cacheprovider -m pool >"$logs/pool.log" 2>&1 &
 pool_pid=$!
 
 stop_lanes() {
@@ -53,7 +53,7 @@ stop_lanes() {
 }
 show_lanes() {
   echo
-  echo "===== pool lane (pytest -m \"pool or own_sandbox\") ====="
+  echo "===== pool lane (pytest -m pool) ====="
   cat "$logs/pool.log"
   echo
   echo "===== ruff, mypy, fast lane (pytest) ====="
@@ -64,7 +64,7 @@ trap stop_lanes EXIT
 trap 'exit 130' INT TERM
 
 sandbox_status=0
-.venv/bin/python -m pytest -m "sandbox and not pool and not own_sandbox" || sandbox_status=$?
+.venv/bin/python -m pytest -m "sandbox and not pool" || sandbox_status=$?
 pool_status=0
 wait "$pool_pid" || pool_status=$?
 fast_status=0

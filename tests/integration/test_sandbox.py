@@ -236,7 +236,7 @@ def _postgres_available() -> bool:
     return sandbox_installed()
 
 
-@pytest.mark.own_sandbox  # CI runs it in the pool lane (scripts/test.sh), next to the others
+@pytest.mark.own_sandbox  # CI runs it at the end of the sandbox lane (scripts/test.sh)
 @pytest.mark.skipif(not _postgres_available(), reason="needs PostgreSQL and psycopg2")
 def test_postgres_backend_runs_a_cycle_and_restarts() -> None:
     from heatclient import client as heat_client

@@ -12,7 +12,7 @@ a random extra delay (seeded) in the first quarter of the mark -> PATCH window. 
 the one pool query heatgen makes between the two (the re-check that unmarks a member claimed
 meanwhile); the test times the same query against the same master before the kills.
 
-HEATGEN_KILLS=20 is the full case (issue #17); CI runs HEATGEN_KILLS' default.
+HEATGEN_KILLS=20 is the full case; CI runs HEATGEN_KILLS' default.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.pool]
 
 STACK = "kill-grid"
 KILLS = int(os.environ.get("HEATGEN_KILLS", "4"))
-SEED = os.environ.get("HEATGEN_KILLS_SEED", "issue-17")
+SEED = os.environ.get("HEATGEN_KILLS_SEED", "mark-then-patch")
 WORKERS = 4  # the group's size in every round: BUSY of them run a long job, the rest idle
 BUSY = 2
 USER = "dave"

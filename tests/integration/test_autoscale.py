@@ -6,6 +6,7 @@ worker removed and no job evicted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,10 +14,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from heatgen.scalein.shrink import MARK_REASON
 
 from .conftest import REPO, Sandbox
 from .test_pool import FAST_NEGOTIATOR, _hosts, _jobs, _on_master, _outputs, _until
@@ -52,9 +56,9 @@ def queue_site(directory: Path, name: str = STACK, *, maximum: int = MAX, desire
     return path
 
 
-@pytest.fixture
-def grid(pool_sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
-    site = queue_site(tmp_path)
+@contextlib.contextmanager
+def deployed(sandbox: Sandbox, env: dict[str, str], site: Path) -> Iterator[Path]:
+    """``heatgen deploy SITE``; at the end its delete, and every host gone (also on failure)."""
     subprocess.run([*HEATGEN, "deploy", str(site)], env=env, check=True, capture_output=True,
                    text=True, timeout=900)
     try:
@@ -62,7 +66,63 @@ def grid(pool_sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> Iterator
     finally:
         subprocess.run([*HEATGEN, "delete", str(site), "--yes"], env=env, capture_output=True,
                        timeout=900)
-        _until("hosts gone", lambda: _hosts(pool_sandbox).server_ids() == [], 60)
+        _until("hosts gone", lambda: _hosts(sandbox).server_ids() == [], 60)
+
+
+def submitter(sandbox: Sandbox, stack: str, user: str) -> int:
+    """Make ``user`` on the master (who submits the jobs); a worker's CPUs, for jobs that
+    take a whole worker each."""
+    _on_master(sandbox, stack, "sh", "-c", f"id {user} >/dev/null 2>&1 || useradd -m {user}")
+    return int(float(_on_master(sandbox, stack, "condor_status", "-af", "TotalCpus")
+                     .split()[0]))
+
+
+@dataclass
+class Heat:
+    """Cheap looks at the stack and its group's nested stack, for the tight loop."""
+
+    heat: Any
+    stack_id: str
+    nested: str  # name/id of the group's nested stack
+
+    @classmethod
+    def of(cls, sandbox: Sandbox, stack_name: str) -> Heat:
+        heat = sandbox.heat
+        stack = heat.stacks.get(stack_name, resolve_outputs=False)
+        nested_id = heat.resources.get(stack.id, "workers").physical_resource_id
+        nested = heat.stacks.get(nested_id, resolve_outputs=False)
+        return cls(heat, stack.id, f"{nested.stack_name}/{nested.id}")
+
+    def members(self) -> list[Any]:
+        return list(self.heat.resources.list(self.nested))
+
+    def marks(self, members: list[Any] | None = None) -> dict[str, str]:
+        """Members heatgen marked for removal: CHECK_FAILED with its reason."""
+        return {r.resource_name: r.resource_status_reason for r in members or self.members()
+                if r.resource_status == "CHECK_FAILED"
+                and MARK_REASON in (r.resource_status_reason or "")}
+
+    def stack(self) -> tuple[str, str]:
+        """The stack's status and when it was last updated (a PATCH changes it at once)."""
+        shown = self.heat.stacks.get(self.stack_id, resolve_outputs=False)
+        return shown.stack_status, str(shown.updated_time)
+
+    def settled(self) -> str:
+        status = ""
+
+        def done() -> bool:
+            nonlocal status
+            status = self.stack()[0]
+            return not status.endswith("IN_PROGRESS")
+
+        _until("the stack settled", done, 300, lambda: status, poll=1.0)
+        return status
+
+
+@pytest.fixture
+def grid(pool_sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
+    with deployed(pool_sandbox, env, queue_site(tmp_path)) as site:
+        yield site
 
 
 def _size(sandbox: Sandbox) -> int:
@@ -74,9 +134,7 @@ def test_the_queue_grows_the_group_in_one_decision_and_idle_workers_go_again(
 ) -> None:
     _until("the first worker in the pool", lambda: "1" == _on_master(
         pool_sandbox, STACK, "sh", "-c", "condor_status -af Machine | sort -u | wc -l").strip())
-    _on_master(pool_sandbox, STACK, "sh", "-c", "id carol >/dev/null 2>&1 || useradd -m carol")
-    cpus = int(float(_on_master(pool_sandbox, STACK, "condor_status", "-af", "TotalCpus")
-                     .split()[0]))
+    cpus = submitter(pool_sandbox, STACK, "carol")
     # Each job takes a whole worker: JOBS jobs need JOBS workers, up to the group's max.
     submit = (f"executable = /bin/sleep\narguments = {JOB_SECONDS}\nrequest_cpus = {cpus}\n"
               "request_memory = 32\nrequest_disk = 1024\ntransfer_executable = false\n"

@@ -17,11 +17,10 @@ from typing import Any
 
 import pytest
 
-from heatgen.scalein.shrink import MARK_REASON
 from tests.faultproxy import chaos, proxied_sandbox
 
 from .conftest import Sandbox
-from .test_autoscale import queue_site
+from .test_autoscale import Heat, deployed, queue_site, submitter
 from .test_pool import _hosts, _jobs, _on_master, _outputs, _until
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.pool]
@@ -40,14 +39,8 @@ HEATGEN = [sys.executable, "-m", "heatgen"]
 def grid(pool_sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
     site = queue_site(tmp_path, STACK, scaling="  interval: 5\n  idle_timeout: 15\n"
                                                  "  join_timeout: 300\n")
-    subprocess.run([*HEATGEN, "deploy", str(site)], env=env, check=True, capture_output=True,
-                   text=True, timeout=900)
-    try:
+    with deployed(pool_sandbox, env, site):
         yield site
-    finally:
-        subprocess.run([*HEATGEN, "delete", str(site), "--yes"], env=env, capture_output=True,
-                       timeout=900)
-        _until("hosts gone", lambda: _hosts(pool_sandbox).server_ids() == [], 60)
 
 
 def _outage(sandbox: Sandbox, master: str, on: bool) -> None:
@@ -63,23 +56,12 @@ def _outage(sandbox: Sandbox, master: str, on: bool) -> None:
         assert done.returncode == 0, done.stderr
 
 
-def _marked(sandbox: Sandbox) -> list[str]:
-    """Members Heat holds marked unhealthy with heatgen's reason (read without the proxy)."""
-    stack = sandbox.heat.stacks.get(STACK)
-    resources = sandbox.heat.resources.list(stack.id, nested_depth=2)
-    return [r.resource_name for r in resources
-            if r.resource_status == "CHECK_FAILED" and MARK_REASON in
-            (r.resource_status_reason or "")]
-
-
 def test_thirty_decisions_on_a_flaky_day_keep_busy_workers_and_leave_no_mark(
     pool_sandbox: Sandbox, env: dict[str, str], grid: Path, tmp_path: Path
 ) -> None:
     _until("the first worker in the pool", lambda: "1" == _on_master(
         pool_sandbox, STACK, "sh", "-c", "condor_status -af Machine | sort -u | wc -l").strip())
-    _on_master(pool_sandbox, STACK, "sh", "-c", "id carol >/dev/null 2>&1 || useradd -m carol")
-    cpus = int(float(_on_master(pool_sandbox, STACK, "condor_status", "-af", "TotalCpus")
-                     .split()[0]))
+    cpus = submitter(pool_sandbox, STACK, "carol")
     # One long job and two short ones, a whole worker each: the group grows to 3, the short
     # jobs' workers go idle and go, the long job's worker stays busy through the faults.
     common = (f"executable = /bin/sleep\nrequest_cpus = {cpus}\nrequest_memory = 32\n"
@@ -161,7 +143,7 @@ def test_thirty_decisions_on_a_flaky_day_keep_busy_workers_and_leave_no_mark(
         [r["actions"] for r in records]
 
     # After the day: nothing marked, the long job's worker still there, every job ran once.
-    assert _marked(pool_sandbox) == []
+    assert Heat.of(pool_sandbox, STACK).marks() == {}
     stack = pool_sandbox.heat.stacks.get(STACK)
     assert stack.stack_status.endswith("_COMPLETE"), stack.stack_status
     assert busy_id in _outputs(pool_sandbox, STACK)["worker_server_ids"].values()

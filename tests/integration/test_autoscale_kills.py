@@ -31,11 +31,9 @@ from typing import Any
 
 import pytest
 
-from heatgen.scalein.shrink import MARK_REASON
-
 from .conftest import Sandbox
-from .test_autoscale import HEATGEN, queue_site
-from .test_pool import _hosts, _jobs, _on_master, _outputs, _until
+from .test_autoscale import HEATGEN, Heat, deployed, queue_site, submitter
+from .test_pool import _jobs, _on_master, _outputs, _until
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.pool]
 
@@ -53,14 +51,8 @@ NEXT = ("autoscale", "scale", "deploy")  # the next decisions, in turn
 @pytest.fixture
 def grid(pool_sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
     site = queue_site(tmp_path, STACK, maximum=WORKERS + 1, desired=WORKERS, scaling=SCALING)
-    subprocess.run([*HEATGEN, "deploy", str(site)], env=env, check=True, capture_output=True,
-                   text=True, timeout=900)
-    try:
+    with deployed(pool_sandbox, env, site):
         yield site
-    finally:
-        subprocess.run([*HEATGEN, "delete", str(site), "--yes"], env=env, capture_output=True,
-                       timeout=900)
-        _until("hosts gone", lambda: _hosts(pool_sandbox).server_ids() == [], 60)
 
 
 @dataclass
@@ -112,48 +104,6 @@ def processes() -> Iterator[Processes]:
         yield started
     finally:
         started.stop_all()
-
-
-@dataclass
-class Heat:
-    """Cheap looks at the stack and its group's nested stack, for the tight loop."""
-
-    heat: Any
-    stack_id: str
-    nested: str  # name/id of the group's nested stack
-
-    @classmethod
-    def of(cls, sandbox: Sandbox) -> Heat:
-        heat = sandbox.heat
-        stack = heat.stacks.get(STACK, resolve_outputs=False)
-        nested_id = heat.resources.get(stack.id, "workers").physical_resource_id
-        nested = heat.stacks.get(nested_id, resolve_outputs=False)
-        return cls(heat, stack.id, f"{nested.stack_name}/{nested.id}")
-
-    def members(self) -> list[Any]:
-        return list(self.heat.resources.list(self.nested))
-
-    def marks(self, members: list[Any] | None = None) -> dict[str, str]:
-        """Members heatgen marked for removal: CHECK_FAILED with its reason."""
-        return {r.resource_name: r.resource_status_reason for r in members or self.members()
-                if r.resource_status == "CHECK_FAILED"
-                and MARK_REASON in (r.resource_status_reason or "")}
-
-    def stack(self) -> tuple[str, str]:
-        """The stack's status and when it was last updated (a PATCH changes it at once)."""
-        shown = self.heat.stacks.get(self.stack_id, resolve_outputs=False)
-        return shown.stack_status, str(shown.updated_time)
-
-    def settled(self) -> str:
-        status = ""
-
-        def done() -> bool:
-            nonlocal status
-            status = self.stack()[0]
-            return not status.endswith("IN_PROGRESS")
-
-        _until("the stack settled", done, 300, lambda: status, poll=1.0)
-        return status
 
 
 def _servers(sandbox: Sandbox) -> dict[str, str]:
@@ -379,13 +329,10 @@ def test_heatgen_killed_between_mark_and_patch_leaves_no_busy_member_marked(
     pool_sandbox: Sandbox, env: dict[str, str], grid: Path, processes: Processes
 ) -> None:
     rng = random.Random(SEED)
-    heat = Heat.of(pool_sandbox)
+    heat = Heat.of(pool_sandbox, STACK)
     _until(f"{WORKERS} workers in the pool", lambda: len(_machines(pool_sandbox)) == WORKERS,
            180, lambda: str(_machines(pool_sandbox)))
-    _on_master(pool_sandbox, STACK, "sh", "-c",
-               f"id {USER} >/dev/null 2>&1 || useradd -m {USER}")
-    cpus = int(float(_on_master(pool_sandbox, STACK, "condor_status", "-af", "TotalCpus")
-                     .split()[0]))
+    cpus = submitter(pool_sandbox, STACK, USER)
     long_cluster = _submit(pool_sandbox, "long", 3600, cpus, count=BUSY)
     _until(f"{BUSY} long jobs running on {BUSY} workers",
            lambda: len({m for m, _ in _running(pool_sandbox).values()}) == BUSY, 120)

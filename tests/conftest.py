@@ -33,6 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
         del os.environ[name]
     os.environ["XDG_CONFIG_HOME"] = str(home / "config")
     os.environ["XDG_DATA_HOME"] = str(home / "data")
+    os.environ["XDG_STATE_HOME"] = str(home / "state")  # the stack ids heatgen remembers
     # heatgen's stack locks too: fake stacks of two test runs at once share their ids.
     os.environ["XDG_RUNTIME_DIR"] = str(home / "run")
     clouds = home / "clouds.yaml"

@@ -85,3 +85,41 @@ def test_choice_order_is_flag_site_environment() -> None:
     assert connect.choose_cloud(None, "site", environ) == "site"
     assert connect.choose_cloud(None, None, environ) == "env-cloud"
     assert connect.choose_cloud(None, None, {}) is None
+
+
+@pytest.mark.parametrize(("auth_url", "auth_type", "extra", "plugin"), [
+    ("https://keystone.example:5000/v3", None, {}, "v3password"),
+    ("https://keystone.example:5000/v3/", "password", {}, "v3password"),
+    ("https://keystone.example/identity/v3", "password", {}, "v3password"),
+    # Not naming the version: only the discovery can tell.
+    ("https://keystone.example:5000", "password", {}, "password"),
+    ("https://keystone.example:5000/v2.0", "password", {}, "password"),
+    # Options only the generic plugin has; other kinds of login as they are.
+    ("https://keystone.example:5000/v3", "password", {"default_domain_name": "Default"},
+     "password"),
+    ("https://keystone.example:5000/v3", "v3applicationcredential", {},
+     "v3applicationcredential"),
+])
+def test_a_password_login_at_a_v3_url_skips_the_version_discovery(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, auth_url: str, auth_type: str | None,
+    extra: dict[str, str], plugin: str,
+) -> None:
+    import yaml
+    from keystoneauth1 import loading
+
+    from heatgen.cloud.openstack import _plugin_type, session_for_cloud, session_from_entry
+
+    auth = {"auth_url": auth_url, "username": "u", "password": "p", "project_name": "x",
+            "user_domain_name": "Default", "project_domain_name": "Default", **extra}
+    if plugin == "v3applicationcredential":
+        auth = {"auth_url": auth_url, "application_credential_id": "i",
+                "application_credential_secret": "s"}
+    assert _plugin_type(auth_type, auth) == plugin
+    expected = type(loading.get_plugin_loader(plugin).load_from_options(**auth))
+    entry = {"auth": auth, **({"auth_type": auth_type} if auth_type else {})}
+    assert type(session_from_entry("c", entry).session.auth) is expected
+    # The same through clouds.yaml, read by openstacksdk.
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(yaml.safe_dump({"clouds": {"c": entry}}))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    assert type(session_for_cloud("c").session.auth) is expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -357,15 +358,26 @@ class _Stub:
         ]
 
 
-def test_openstack_cloud_reads_a_known_stack_by_name_and_id_and_only_the_newest_events() -> None:
+def _bare_cloud(heat: Any, directory: Path, scope: str = "http://heat/v1/p p") -> Any:
+    """An OpenStackCloud over stub managers, remembering stack ids in ``directory``."""
+    from heatgen.cloud.openstack import OpenStackCloud
+    from heatgen.cloud.stackids import StackIds
+
+    cloud = OpenStackCloud.__new__(OpenStackCloud)
+    cloud.heat = heat
+    cloud._paths = {}
+    cloud.stack_ids = StackIds(directory / "stack-ids.json")
+    cloud._scope_key = scope
+    return cloud
+
+
+def test_openstack_cloud_reads_a_known_stack_by_name_and_id_and_only_the_newest_events(
+    tmp_path: Path,
+) -> None:
     from types import SimpleNamespace
 
-    from heatgen.cloud.openstack import OpenStackCloud
-
     stub = _Stub()
-    cloud = OpenStackCloud.__new__(OpenStackCloud)
-    cloud.heat = SimpleNamespace(stacks=stub, events=stub)
-    cloud._paths = {}
+    cloud = _bare_cloud(SimpleNamespace(stacks=stub, events=stub), tmp_path)
     assert cloud.get_stack("grid") is not None
     assert cloud.get_stack("abc") is not None
     newest = cloud.newest_events("abc", 5)
@@ -375,6 +387,133 @@ def test_openstack_cloud_reads_a_known_stack_by_name_and_id_and_only_the_newest_
     assert stub.calls[-1][2] == {"sort_dir": "desc", "limit": 5, "nested_depth": 2}
     assert newest is not None and [(e.stack, e.resource) for e in newest] == [
         ("grid-workers-k3v-m1-x7q", "port"), ("", "workers")]
+
+
+class _Paths:
+    """heatclient's stacks and events managers over a table: path -> answer (None: 404)."""
+
+    def __init__(self, stacks: dict[str, Any], events: dict[str, Any]) -> None:
+        self.stacks, self.event_lists = stacks, events
+        self.calls: list[str] = []
+
+    def get(self, path: str, **kwargs: Any) -> _Raw:
+        from heatclient import exc
+
+        self.calls.append(f"stacks/{path}")
+        if self.stacks.get(path) is None:
+            raise exc.HTTPNotFound()
+        return _Raw(self.stacks[path])
+
+    def list(self, path: str, **kwargs: Any) -> list[_Raw]:
+        from heatclient import exc
+
+        self.calls.append(f"stacks/{path}/events")
+        if self.event_lists.get(path) is None:
+            raise exc.HTTPNotFound()
+        return [_Raw(e) for e in self.event_lists[path]]
+
+
+def _stack_event(name: str, stack_id: str, status: str) -> dict[str, Any]:
+    href = f"http://heat/v1/p/stacks/{name}/{stack_id}"
+    return {"id": f"{stack_id}-{status}", "resource_name": name, "resource_status": status,
+            "physical_resource_id": stack_id,
+            "links": [{"rel": "stack", "href": href}, {"rel": "root_stack", "href": href}]}
+
+
+def test_a_stack_name_seen_once_is_read_by_its_id_in_the_next_command(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    heat = _Paths({"grid": {"id": "abc", "stack_name": "grid", "stack_status": "CREATE_COMPLETE"},
+                   "grid/abc": {"id": "abc", "stack_name": "grid",
+                                "stack_status": "CREATE_COMPLETE"}},
+                  {"grid": [_stack_event("grid", "abc", "CREATE_COMPLETE")],
+                   "grid/abc": [_stack_event("grid", "abc", "CREATE_COMPLETE")]})
+    first = _bare_cloud(SimpleNamespace(stacks=heat, events=heat), tmp_path)
+    assert first.get_stack("grid") is not None
+    assert heat.calls == ["stacks/grid"]  # heat-api's lookup (and its redirect)
+    # The next command (a new cloud object, the same file) goes to name/id at once, for the
+    # stack and for its events.
+    later = _bare_cloud(SimpleNamespace(stacks=heat, events=heat), tmp_path)
+    assert later.get_stack("grid") is not None
+    assert [e.status for e in later.newest_events("grid", 20) or []] == ["CREATE_COMPLETE"]
+    assert heat.calls[1:] == ["stacks/grid/abc", "stacks/grid/abc/events"]
+    # Ids are remembered per endpoint and project: another cloud's "grid" is asked by name.
+    other = _bare_cloud(SimpleNamespace(stacks=heat, events=heat), tmp_path, "http://b/v1/q q")
+    assert other.get_stack("grid") is not None and heat.calls[-1] == "stacks/grid"
+    mode = (tmp_path / "stack-ids.json").stat().st_mode
+    assert mode & 0o077 == 0, oct(mode)
+
+
+def test_a_remembered_stack_that_was_deleted_is_asked_for_by_name_again(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    # "grid" was abc, deleted (heat-api still shows it by name/id), and made again as def.
+    old = {"id": "abc", "stack_name": "grid", "stack_status": "DELETE_COMPLETE"}
+    new = {"id": "def", "stack_name": "grid", "stack_status": "CREATE_COMPLETE"}
+    heat = _Paths({"grid": new, "grid/abc": old, "grid/def": new},
+                  {"grid": [_stack_event("grid", "def", "CREATE_COMPLETE")],
+                   "grid/abc": [_stack_event("grid", "abc", "DELETE_COMPLETE")],
+                   "grid/def": [_stack_event("grid", "def", "CREATE_COMPLETE")]})
+    from heatgen.cloud.stackids import StackIds
+
+    ids = StackIds(tmp_path / "stack-ids.json")
+    ids.remember("http://heat/v1/p p", "grid", "abc")
+    cloud = _bare_cloud(SimpleNamespace(stacks=heat, events=heat), tmp_path)
+    newest = cloud.newest_events("grid", 5)
+    assert newest is not None and newest[0].physical_id == "def"
+    assert heat.calls == ["stacks/grid/abc/events", "stacks/grid/events"]
+    # The answer by name taught the new id: the stack is read by it.
+    stack = cloud.get_stack("grid")
+    assert stack is not None and stack.id == "def" and heat.calls[-1] == "stacks/grid/def"
+
+    ids = StackIds(tmp_path / "stack-ids.json")
+    ids.remember("http://heat/v1/p p", "grid", "abc")
+    heat.calls.clear()
+    stack = _bare_cloud(SimpleNamespace(stacks=heat, events=heat), tmp_path).get_stack("grid")
+    assert stack is not None and stack.id == "def"
+    assert heat.calls == ["stacks/grid/abc", "stacks/grid"]
+
+    # With nested_depth heat-api lists none of a deleted stack's events (its resources are
+    # gone): an empty answer by a remembered id is asked by name again too.
+    heat = _Paths({}, {"grid/abc": []})
+    ids = StackIds(tmp_path / "stack-ids.json")
+    ids.remember("http://heat/v1/p p", "grid", "abc")
+    cloud = _bare_cloud(SimpleNamespace(stacks=heat, events=heat), tmp_path)
+    assert cloud.newest_events("grid", 5) is None
+    assert heat.calls == ["stacks/grid/abc/events", "stacks/grid/events"]
+
+    # Purged (404 by name/id) and no other of the name: not deployed, and forgotten.
+    heat = _Paths({}, {})
+    ids = StackIds(tmp_path / "stack-ids.json")
+    ids.remember("http://heat/v1/p p", "grid", "abc")
+    cloud = _bare_cloud(SimpleNamespace(stacks=heat, events=heat), tmp_path)
+    assert cloud.get_stack("grid") is None and cloud.newest_events("grid", 5) is None
+    assert heat.calls == ["stacks/grid/abc", "stacks/grid", "stacks/grid/events"]
+    assert StackIds(tmp_path / "stack-ids.json").get("http://heat/v1/p p", "grid") is None
+
+
+def test_a_stack_ids_file_others_may_read_or_that_is_broken_is_not_used(tmp_path: Path) -> None:
+    from heatgen.cloud.stackids import StackIds
+
+    path = tmp_path / "state" / "stack-ids.json"
+    ids = StackIds(path)
+    ids.remember("scope", "grid", "abc")
+    assert StackIds(path).get("scope", "grid") == "abc"
+    assert path.parent.stat().st_mode & 0o077 == 0
+    path.chmod(0o644)
+    assert StackIds(path).get("scope", "grid") is None
+    path.chmod(0o600)
+    path.write_text("{not json")
+    assert StackIds(path).get("scope", "grid") is None
+    broken = StackIds(path)
+    broken.remember("scope", "grid", "def")  # a broken file is replaced
+    assert StackIds(path).get("scope", "grid") == "def"
+    # The newest names are kept, the oldest dropped.
+    many = StackIds(path)
+    for number in range(70):
+        many.remember("scope", f"grid-{number}", str(number))
+    kept = StackIds(path)
+    assert kept.get("scope", "grid-69") == "69" and kept.get("scope", "grid-0") is None
 
 
 def test_a_delete_told_to_notice_a_stall_lists_events_on_every_poll() -> None:
@@ -444,10 +583,8 @@ def test_the_busy_check_reads_the_status_and_keeps_the_stack_read_before() -> No
         refuse_if_busy(cloud, seen, wait_for_idle=False, timeout=10, report=SilentReporter())
 
 
-def test_openstack_cloud_reads_a_stack_status_from_the_listing_by_id() -> None:
+def test_openstack_cloud_reads_a_stack_status_from_the_listing_by_id(tmp_path: Path) -> None:
     from types import SimpleNamespace
-
-    from heatgen.cloud.openstack import OpenStackCloud
 
     listed: list[dict[str, Any]] = []
     rows = [_Raw(id="other", stack_name="grid2", stack_status="CREATE_COMPLETE"),
@@ -458,9 +595,7 @@ def test_openstack_cloud_reads_a_stack_status_from_the_listing_by_id() -> None:
         listed.append(kwargs)
         return rows
 
-    cloud = OpenStackCloud.__new__(OpenStackCloud)
-    cloud.heat = SimpleNamespace(stacks=SimpleNamespace(list=stacks_list))
-    cloud._paths = {}
+    cloud = _bare_cloud(SimpleNamespace(stacks=SimpleNamespace(list=stacks_list)), tmp_path)
     found = cloud.stack_status("abc")
     assert listed == [{"filters": {"id": "abc"}}]
     assert found is not None and (found.name, found.status, found.reason) == (
@@ -513,14 +648,11 @@ def test_a_top_level_event_between_listings_of_the_tree_is_reported_once() -> No
     assert [e.resource for e in shown].count("workers") == 1
 
 
-def test_openstack_cloud_lists_the_stacks_own_events_without_nested_depth() -> None:
+def test_openstack_cloud_lists_the_stacks_own_events_without_nested_depth(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from heatgen.cloud.openstack import OpenStackCloud
-
     stub = _Stub()
-    cloud = OpenStackCloud.__new__(OpenStackCloud)
-    cloud.heat = SimpleNamespace(stacks=stub, events=stub)
+    cloud = _bare_cloud(SimpleNamespace(stacks=stub, events=stub), tmp_path)
     cloud._paths = {"abc": "grid/abc"}
     cloud.events("abc", after="7", nested=False)
     cloud.events("abc", after="7")

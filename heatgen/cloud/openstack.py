@@ -11,11 +11,12 @@ Reads are retried here with bounded backoff, and so are the POSTs that change no
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 from aodhclient import exceptions as aodh_exc
 from heatclient import client as heat_client
@@ -25,6 +26,7 @@ from keystoneauth1 import loading as ks_loading
 from keystoneauth1 import session as ks_session
 
 from heatgen.cloud.interface import Alarm, Definition, Event, Resource, Stack
+from heatgen.cloud.stackids import StackIds
 from heatgen.errors import CloudError, ServiceMissing
 
 # Services whose catalog endpoint clouds.yaml may override (`orchestration_endpoint_override`).
@@ -34,6 +36,7 @@ TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
 # requests, 8 attempts leave about 1 read in 20,000 failing, after at most ~20 s of backoff.
 READ_ATTEMPTS = 8
 EVENT_DEPTH = 2  # the grid's own stack, the group's and each member's
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?(?:[0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}")
 T = TypeVar("T")
 
 
@@ -117,13 +120,34 @@ class Connection:
     endpoint_overrides: Mapping[str, str] = field(default_factory=dict)
 
 
+def _plugin_type(auth_type: str | None, auth: Mapping[str, Any]) -> str:
+    """``v3password`` for a password login at an auth URL that names Keystone's v3, else
+    ``auth_type`` as it is.
+
+    keystoneauth's generic ``password`` first asks the auth URL which API versions it serves
+    (one more request in every command), even when the URL names the version already; the v3
+    plugin posts to ``<auth_url>/auth/tokens`` at once. The generic plugin's own options that
+    the v3 one lacks (``default_domain_*``) keep it generic."""
+    chosen = auth_type or "password"
+    path = urlparse(str(auth.get("auth_url") or "")).path.rstrip("/")
+    if chosen != "password" or not path.endswith("/v3") \
+            or any(auth.get(key) for key in ("default_domain_id", "default_domain_name")):
+        return chosen
+    return "v3password"
+
+
 def session_for_cloud(cloud_name: str | None) -> Connection:
     """One keystoneauth1 session from clouds.yaml (``cloud_name``) or the ``OS_*`` variables."""
     from openstack import config as os_config
     from openstack import exceptions as os_exc
 
     try:
-        region = os_config.OpenStackConfig().get_one(cloud=cloud_name)
+        loader = os_config.OpenStackConfig()
+        peek = loader.get_one(cloud=cloud_name, validate=False).config
+        plugin = _plugin_type(peek.get("auth_type"), peek.get("auth") or {})
+        override: dict[str, Any] = {} if plugin == peek.get("auth_type") else {
+            "auth_type": plugin}
+        region = loader.get_one(cloud=cloud_name, **override)
         session = region.get_session()
     except os_exc.OpenStackCloudException as error:
         where = f"cloud {cloud_name!r}" if cloud_name else "the OS_* environment variables"
@@ -157,7 +181,7 @@ def known_clouds() -> list[str]:
 def session_from_entry(name: str, entry: Mapping[str, Any]) -> Connection:
     """A session from a clouds.yaml entry given as data (the sandbox's)."""
     auth = dict(entry.get("auth", {}))
-    loader: Any = ks_loading.get_plugin_loader(entry.get("auth_type", "password"))
+    loader: Any = ks_loading.get_plugin_loader(_plugin_type(entry.get("auth_type"), auth))
     plugin = loader.load_from_options(**auth)
     return Connection(
         session=ks_session.Session(auth=plugin),
@@ -263,8 +287,10 @@ _HEAT_ONLY_FIELDS = ("stack_name", "disable_rollback", "timeout_mins")
 class OpenStackCloud:
     """:class:`heatgen.cloud.Cloud` over python-heatclient and aodhclient, one session."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, stack_ids: StackIds | None = None) -> None:
         self.connection = connection
+        self.stack_ids = stack_ids if stack_ids is not None else StackIds()
+        self._scope_key: str | None = None
         kwargs: dict[str, Any] = {"session": connection.session}
         if connection.interface:
             kwargs["interface"] = connection.interface
@@ -283,6 +309,32 @@ class OpenStackCloud:
     def _learn(self, stack_id: str, name: str) -> None:
         if stack_id and name and "/" not in name:
             self._paths[stack_id] = f"{name}/{stack_id}"
+            if self._remembers(name):
+                self.stack_ids.remember(self._scope(), name, stack_id)
+
+    def _scope(self) -> str:
+        """The Heat endpoint and project that remembered ids belong to. No request of its own:
+        it needs the token, which heat-api's first request needs anyway."""
+        if self._scope_key is None:
+            endpoint = self.heat.http_client.get_endpoint() or ""
+            self._scope_key = f"{endpoint} {self.connection.session.get_project_id() or ''}"
+        return self._scope_key
+
+    @staticmethod
+    def _remembers(name: str) -> bool:
+        """Whether ``name`` is a stack name (not an id, not a ``name/id`` path)."""
+        return bool(name) and "/" not in name and not _UUID.fullmatch(name)
+
+    def _remembered(self, name: str) -> str | None:
+        """``name/id`` for a stack name heatgen saw before (see :mod:`heatgen.cloud.stackids`),
+        else None. The caller checks the answer and calls :meth:`_forget` if it was stale."""
+        if not self._remembers(name):
+            return None
+        stack_id = self.stack_ids.get(self._scope(), name)
+        return f"{name}/{stack_id}" if stack_id else None
+
+    def _forget(self, name: str) -> None:
+        self.stack_ids.forget(self._scope(), name)
 
     def _learn_links(self, raw: Any) -> None:
         found = _link_path(getattr(raw, "links", None), "stack")
@@ -303,16 +355,23 @@ class OpenStackCloud:
 
     @_reads("read the stack")
     def get_stack(self, name_or_id: str) -> Stack | None:
+        remembered = self._remembered(name_or_id)
+        stack = self._read_stack(remembered or self._path(name_or_id))
+        if remembered and stack is None:  # that stack is gone: is there another of the name?
+            self._forget(name_or_id)
+            stack = self._read_stack(name_or_id)
+        if stack is not None:
+            self._learn(stack.id, stack.name)
+        return stack
+
+    def _read_stack(self, path: str) -> Stack | None:
         try:
-            stack = _stack(self.heat.stacks.get(self._path(name_or_id)))
+            stack = _stack(self.heat.stacks.get(path))
         except heat_exc.HTTPNotFound:
             return None
         # Heat still shows a deleted stack after DELETE_COMPLETE (for a moment by name, for
         # good by name/id): it is gone.
-        if stack.status == "DELETE_COMPLETE":
-            return None
-        self._learn(stack.id, stack.name)
-        return stack
+        return None if stack.status == "DELETE_COMPLETE" else stack
 
     @_reads("read the stack's status")
     def stack_status(self, stack_id: str) -> Stack | None:
@@ -371,8 +430,11 @@ class OpenStackCloud:
         return _names(answer.get("resource_changes", {}))
 
     def delete_stack(self, stack_id: str) -> None:
+        path = self._path(stack_id)
+        if "/" in path:  # soon gone: the next read by its name asks heat-api again
+            self._forget(path.split("/", 1)[0])
         try:
-            self.heat.stacks.delete(self._path(stack_id))
+            self.heat.stacks.delete(path)
         except heat_exc.HTTPNotFound:
             return
         except _CLIENT_ERRORS as error:
@@ -402,10 +464,41 @@ class OpenStackCloud:
             kwargs["nested_depth"] = EVENT_DEPTH
         if after:
             kwargs["marker"] = after
+        return self._list_events(stack_id, kwargs, newest_first=False)
+
+    def _list_events(self, stack: str, kwargs: dict[str, Any], newest_first: bool
+                     ) -> list[Event] | None:
+        """One listing; by a remembered ``name/id`` when ``stack`` is a name heatgen saw, and
+        by the name again (heat-api's lookup and redirect) if that stack turns out deleted."""
+        remembered = self._remembered(stack)
+        if remembered:
+            listed = self._events_at(remembered, kwargs)
+            stack_id = remembered.split("/", 1)[1]
+            newest = (listed[0] if newest_first else listed[-1]) if listed else None
+            # heat-api still lists a deleted stack's events by name/id: its own events end
+            # with its deletion, and with nested_depth there are none (its resources are
+            # gone). A stack's events begin with its creation: an empty answer is only
+            # believed after a marker.
+            deleted = newest is not None and newest.physical_id == stack_id \
+                and newest.status == "DELETE_COMPLETE"
+            if listed is not None and not deleted and (listed or "marker" in kwargs):
+                return listed
+            self._forget(stack)
+        return self._events_at(self._path(stack), kwargs, name=stack)
+
+    def _events_at(self, path: str, kwargs: dict[str, Any], name: str = ""
+                   ) -> list[Event] | None:
         try:
-            return [_event(e) for e in self.heat.events.list(self._path(stack_id), **kwargs)]
+            listed = self.heat.events.list(path, **kwargs)
         except heat_exc.HTTPNotFound:
             return None
+        if listed and self._remembers(name):  # asked by name: the links name the stack's id
+            first = listed[0]
+            links = (first.to_dict() if hasattr(first, "to_dict") else dict(first)).get("links")
+            found = _link_path(links, "root_stack") or _link_path(links, "stack")
+            if found is not None and found[1].split("/", 1)[0] == name:
+                self._learn(found[0], name)
+        return [_event(e) for e in listed]
 
     @_reads("list the stack's newest events")
     def newest_events(self, stack_id: str, limit: int) -> list[Event] | None:
@@ -418,11 +511,8 @@ class OpenStackCloud:
         """
         kwargs: dict[str, Any] = {"sort_dir": "desc", "limit": max(1, limit),
                                   "nested_depth": EVENT_DEPTH}
-        try:
-            listed = self.heat.events.list(self._path(stack_id), **kwargs)
-        except heat_exc.HTTPNotFound:
-            return None
-        return [_event(e) for e in listed][:limit]
+        listed = self._list_events(stack_id, kwargs, newest_first=True)
+        return None if listed is None else listed[:limit]
 
     @_reads("list the stack's resources")
     def resources(self, stack_id: str, nested_depth: int) -> list[Resource]:

@@ -29,12 +29,15 @@ from .conftest import Sandbox
 pytestmark = pytest.mark.sandbox
 
 
-def _heatgen(args: list[str], clouds: Path, sandbox: Sandbox) -> None:
+def _heatgen(args: list[str], clouds: Path, sandbox: Sandbox, state: Path | None = None) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     env.update(OS_CLIENT_CONFIG_FILE=str(clouds), HEATGEN_SANDBOX_DIR=str(sandbox.config.state_dir))
+    if state is not None:
+        env["XDG_STATE_HOME"] = str(state)  # where heatgen remembers stack ids
     done = subprocess.run([sys.executable, "-m", "heatgen", *args, "--os-cloud", "heatgen-sandbox"],
                           capture_output=True, text=True, timeout=600, env=env, check=False)
     assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def _proxied_cloud(clouds_yaml: Path) -> Any:
@@ -88,3 +91,52 @@ def test_status_and_a_waits_start_cost_the_same_however_long_the_history(
     finally:
         heat.stacks.delete(stack_id)
         exercise.wait_for_stack(heat, stack_id, "DELETE", timeout=300)
+
+
+def test_a_stack_heatgen_has_seen_is_read_in_one_request_and_a_new_one_of_its_name_found(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """`heatgen events` of a stack heatgen deployed costs the token and one read (no version
+    discovery at a /v3 auth URL, no lookup and redirect); after the stack was deleted and made
+    again behind its back, the remembered id is noticed stale and the new stack is shown."""
+    name = "ids-grid"
+    site_path = thesis_site(tmp_path, name)
+    mine, elsewhere = tmp_path / "state-mine", tmp_path / "state-elsewhere"
+    heat = sandbox.heat
+    try:
+        with proxied_sandbox(sandbox.config, tmp_path) as proxied:
+            _heatgen(["deploy", str(site_path)], proxied.clouds_yaml, sandbox, mine)
+            first = heat.stacks.get(name).id
+
+            def counted(state: Path) -> tuple[list[str], str]:
+                before = [len(p.records) for p in proxied.proxies]
+                out = _heatgen(["events", str(site_path), "--limit", "3"], proxied.clouds_yaml,
+                               sandbox, state)
+                calls = [f"{r.method} {r.path.split('?')[0]}"
+                         for proxy, start in zip(proxied.proxies, before, strict=True)
+                         for r in proxy.records[start:]]
+                return calls, out
+
+            calls, out = counted(mine)
+            assert len(calls) == 2, calls
+            assert calls[0].endswith("/v3/auth/tokens") and calls[0].startswith("POST")
+            assert calls[1].endswith(f"/stacks/{name}/{first}/events"), calls
+            assert "CREATE_COMPLETE" in out
+
+            # Deleted and made again by another heatgen (another machine, say): the new one.
+            heat.stacks.delete(first)
+            exercise.wait_for_stack(heat, first, "DELETE", timeout=300)
+            _heatgen(["deploy", str(site_path)], proxied.clouds_yaml, sandbox, elsewhere)
+            second = heat.stacks.get(name).id
+            assert second != first
+            calls, out = counted(mine)
+            assert calls[1].endswith(f"/stacks/{name}/{first}/events"), calls
+            assert calls[-1].endswith(f"/stacks/{name}/{second}/events"), calls
+            assert len(calls) == 4, calls  # the stale read, then the lookup and its redirect
+            calls, _ = counted(mine)
+            assert len(calls) == 2 and calls[1].endswith(f"/{second}/events"), calls
+    finally:
+        for stack in heat.stacks.list():
+            if stack.stack_name == name:
+                heat.stacks.delete(stack.id)
+                exercise.wait_for_stack(heat, stack.id, "DELETE", timeout=300)

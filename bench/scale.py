@@ -27,7 +27,10 @@ the CLI takes heat-api's address from the catalog only. For each command the tab
 wall time, its HTTP requests (Keystone's included) and the bytes of the answers it received,
 and for the waits how long after Heat's own final event the command ended (Heat stamps events
 to the second: +-1 s). heatgen's deploy counts its sandbox's reads of the master's wait
-handles (two per handle); the CLI's player does not. With --by-kind, the waits' requests and
+handles (two per handle); the CLI's player does not. A second table splits each wait into
+Heat's own span (the stack's first event of the operation to its final one) and what the tool
+added beyond it (start-up, reads before the change, noticing the end). With --by-kind, the
+waits' requests and
 bytes by what they asked (the last run of each size). Then, for each figure, how it grows
 from the smallest size to the largest.
 
@@ -80,6 +83,12 @@ class Cost:
     received: int  # answer bytes
     lag: float | None = None  # seconds after Heat's final event
     kinds: tuple[tuple[str, int, int], ...] = ()  # (what was asked, requests, bytes)
+    span: float | None = None  # Heat's own time: the stack's first event to its final one
+
+    @property
+    def own(self) -> float | None:
+        """The tool's own share: its wall time beyond Heat's span."""
+        return None if self.span is None else self.seconds - self.span
 
 
 class Counter:
@@ -185,18 +194,33 @@ def _epoch(stamp: str) -> float:
     return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def final_epoch(cloud: Any, heat: Any, name: str, op: str) -> float | None:
-    """When Heat ended the operation: the stack's own final event, or its deletion time."""
+def heat_window(cloud: Any, heat: Any, name: str, op: str) -> tuple[float, float] | None:
+    """When Heat began and ended the operation: the stack's own newest ``<ACTION>_IN_PROGRESS``
+    event and its final one after it (a deleted stack's own events are still listed by
+    ``name/id``; its end is its deletion time)."""
+    action = {"deploy": "CREATE", "scale": "UPDATE", "delete": "DELETE"}[op]
     if op == "delete":
         for stack in heat.stacks.list(show_deleted=True, filters={"name": name}):
             if stack.stack_status == "DELETE_COMPLETE" and stack.deletion_time:
-                return _epoch(stack.deletion_time)
+                own = [e for e in heat.events.list(f"{name}/{stack.id}", sort_dir="asc")
+                       if e.physical_resource_id == stack.id]
+                began = [_epoch(e.event_time) for e in own
+                         if e.resource_status == "DELETE_IN_PROGRESS"]
+                end = _epoch(stack.deletion_time)
+                return (began[-1] if began else end), end
         return None
     stack = cloud.get_stack(name)
     if stack is None:
         return None
-    own = [e for e in cloud.newest_events(stack.id, 50) or [] if e.physical_id == stack.id]
-    return _epoch(own[0].time) if own else None
+    own = [e for e in cloud.events(stack.id, after=None, nested=False) or []
+           if e.physical_id == stack.id]
+    starts = [i for i, e in enumerate(own) if e.status == f"{action}_IN_PROGRESS"]
+    if not starts:
+        return None
+    ended = [e for e in own[starts[-1]:] if e.status in (f"{action}_COMPLETE", f"{action}_FAILED")]
+    if not ended:
+        return None
+    return _epoch(own[starts[-1]].time), _epoch(ended[0].time)
 
 
 def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, str],
@@ -225,12 +249,13 @@ def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, 
                     kinds = tuple((k, n, b) for k, (n, b) in sorted(counter.kinds().items()))
                     if player is not None:
                         player.done.set()
-                    lag = None
+                    lag = span = None
                     if op in WAITS:
-                        final = final_epoch(cloud, heat, names[tool], op)
-                        lag = ended - final if final is not None else None
+                        window = heat_window(cloud, heat, names[tool], op)
+                        if window is not None:
+                            lag, span = ended - window[1], window[1] - window[0]
                     costs.setdefault((op, tool), []).append(
-                        Cost(seconds, requests, received, lag, kinds))
+                        Cost(seconds, requests, received, lag, kinds, span))
                     print(f"  {size:>4} workers, run {index + 1}: {tool:<9} {op:<7} "
                           f"{seconds:7.1f} s {requests:5} requests", flush=True)
         finally:
@@ -243,15 +268,34 @@ def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, 
 
 def median_cost(values: list[Cost]) -> Cost:
     lags = [v.lag for v in values if v.lag is not None]
+    spans = [v.span for v in values if v.span is not None]
     return Cost(statistics.median(v.seconds for v in values),
                 int(statistics.median(v.requests for v in values)),
                 int(statistics.median(v.received for v in values)),
                 statistics.median(lags) if lags else None,
-                values[-1].kinds)
+                values[-1].kinds,
+                statistics.median(spans) if spans else None)
 
 
 def _lag(cost: Cost) -> str:
     return f"{cost.lag:.1f}" if cost.lag is not None else "-"
+
+
+def _s(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "-"
+
+
+def share_table(size: int, costs: dict[tuple[str, str], Cost]) -> None:
+    """Heat's own time in each wait, and what each tool added to it."""
+    print(f"\n{size} workers: Heat's own time (the stack's first event of the operation to "
+          "its final one) and each tool's share beyond it, s")
+    print("| operation | Heat's span hg / os | own share hg / os | ratio |")
+    print("| --- | --- | --- | --- |")
+    for op in WAITS:
+        hg, osc = costs[(op, "heatgen")], costs[(op, "openstack")]
+        ratio = f"{hg.own / osc.own:.2f}" if hg.own is not None and osc.own else "-"
+        print(f"| {op} | {_s(hg.span)} / {_s(osc.span)} | {_s(hg.own)} / {_s(osc.own)} "
+              f"| {ratio} |")
 
 
 def size_table(size: int, runs: int, costs: dict[tuple[str, str], Cost]) -> None:
@@ -350,7 +394,8 @@ def measure(args: argparse.Namespace, sizes: list[int], config: Any, work: Path)
         entry["auth"] = {**entry["auth"], "auth_url": f"{keystone.url}/v3"}
         clouds = write_clouds_yaml(work / "clouds.yaml", entry)
         env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-        env.update(OS_CLIENT_CONFIG_FILE=str(clouds), HEATGEN_SANDBOX_DIR=str(config.state_dir))
+        env.update(OS_CLIENT_CONFIG_FILE=str(clouds), HEATGEN_SANDBOX_DIR=str(config.state_dir),
+                   XDG_STATE_HOME=str(work / "state"))  # the stack ids heatgen remembers
         cloud = open_sandbox(config).cloud  # direct: the bench's own reads are not counted
         heat = heat_client.Client("1", session=control.session(config))
         counter = Counter(keystone, heat_proxy)
@@ -363,6 +408,7 @@ def measure(args: argparse.Namespace, sizes: list[int], config: Any, work: Path)
               "(telemetry none, max 2 N)")
         for size in sizes:
             size_table(size, args.runs, results[size])
+            share_table(size, results[size])
             if args.by_kind:
                 kinds_table(size, results[size])
         if len(sizes) > 1:

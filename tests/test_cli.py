@@ -82,6 +82,22 @@ def _subparsers(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
                 yield from _subparsers(child, (*prefix, name))
 
 
+def test_a_command_line_builds_only_its_commands_module_and_the_same_parser() -> None:
+    from heatgen.cli import COMMANDS, _command
+
+    full = dict(_subparsers(_build_parser()))
+    assert {words[0] for words in full if words} == set(COMMANDS)
+    for command in COMMANDS:
+        assert _command([command, "x.yaml"]) == command
+        assert _command(["--debug", command]) == command
+        alone = dict(_subparsers(_build_parser(command)))
+        mine = {words: parser for words, parser in full.items() if words[:1] == (command,)}
+        assert {w: p.format_help() for w, p in alone.items() if w[:1] == (command,)} == {
+            w: p.format_help() for w, p in mine.items()}, command
+    assert _command(["--help"]) is None and _command(["nonsense", "render"]) is None
+    assert _command([]) is None
+
+
 def test_every_command_and_option_has_help_and_help_exits_0(capsys: Any) -> None:
     commands = list(_subparsers(_build_parser()))
     assert len(commands) >= 16

@@ -110,3 +110,21 @@ def test_templates_compiled_with_other_options_are_not_loaded(
     grid._environment.cache_clear()
     assert cached == render_site(site).files != kept
     assert len({entry.name.split("-")[0] for entry in cache_home.iterdir()}) == 2
+
+
+RENDER = """
+import contextlib, io, json, sys
+from heatgen.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    code = main(["render", sys.argv[1], "-o", sys.argv[2]])
+print(json.dumps({"code": code, "cli": sorted(m for m in sys.modules
+                                              if m.startswith("heatgen.cli."))}))
+"""
+
+
+def test_a_render_builds_only_the_render_commands_parsers(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", RENDER, str(EXAMPLES / "minimal.yaml"),
+                           str(tmp_path / "out")], capture_output=True, text=True, check=True,
+                          timeout=60)
+    probe = json.loads(done.stdout)
+    assert probe == {"code": 0, "cli": ["heatgen.cli.render"]}, probe

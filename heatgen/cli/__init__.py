@@ -14,8 +14,30 @@ from collections.abc import Sequence
 from heatgen import __version__
 from heatgen.errors import ConfigError, ExitStatus, HeatgenError
 
+# Which module registers each command: a command line that names one builds only that
+# module's parsers (``heatgen render`` needs neither the sandbox's nor the stack commands').
+COMMANDS = {
+    "render": "render", "schema": "render",
+    "deploy": "stack", "scale": "stack", "delete": "stack",
+    "autoscale": "autoscale",
+    "status": "inspect", "events": "inspect", "outputs": "inspect", "alarms": "inspect",
+    "pool": "inspect",
+    "sandbox": "sandbox",
+}
+MODULES = ("render", "stack", "autoscale", "inspect", "sandbox")  # in --help's order
 
-def _build_parser() -> argparse.ArgumentParser:
+
+def _command(words: Sequence[str]) -> str | None:
+    """The command the words name, if they name one before any other argument."""
+    for word in words:
+        if word in ("--debug",):
+            continue
+        return word if word in COMMANDS else None
+    return None
+
+
+def _build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser: every command's, or only the module of ``command``."""
     parser = argparse.ArgumentParser(
         prog="heatgen",
         description="Render, deploy and resize elastic HTCondor grids on OpenStack Heat.",
@@ -25,20 +47,17 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    from heatgen.cli import autoscale, inspect, render, sandbox, stack
+    import importlib
 
-    render.register(sub)
-    stack.register(sub)
-    autoscale.register(sub)
-    inspect.register(sub)
-    sandbox.register(sub)
+    for module in (COMMANDS[command],) if command else MODULES:
+        importlib.import_module(f"heatgen.cli.{module}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         words = list(sys.argv[1:] if argv is None else argv)
-        args = _build_parser().parse_args(words)
+        args = _build_parser(_command(words)).parse_args(words)
         args.argv = words
         if args.debug:
             from heatgen.redact import enable_debug_logging

@@ -306,7 +306,9 @@ def handle() -> Iterator[Recorder]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     port = server.server_address[1]
     recorder.url = f"http://127.0.0.1:{port}/v1/stacks/grid/id/resources/master_wait_handle/signal"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for serve_forever's next poll: a short one lets the test end at once.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
+                              daemon=True)
     thread.start()
     try:
         yield recorder

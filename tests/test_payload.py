@@ -389,9 +389,25 @@ STUB_BODIES = {
 
 CURL_SHIM = """#!/bin/bash
 # curl: requests to 127.0.0.1 go to the real curl, everything else is a logged stub.
+# STUB_CURL_RETRY_DELAY, if set, replaces the payload's --retry-delay (curl takes whole
+# seconds) for the real curl: a test of a handle that never answers waits less on retries.
 for arg in "$@"; do
   case $arg in
-    http://127.0.0.1:*) exec {real} "$@" ;;
+    http://127.0.0.1:*)
+      if [ -n "${{STUB_CURL_RETRY_DELAY:-}}" ]; then
+        args=()
+        prev=""
+        for word in "$@"; do
+          if [ "$prev" = "--retry-delay" ]; then
+            args+=("$STUB_CURL_RETRY_DELAY")
+          else
+            args+=("$word")
+          fi
+          prev=$word
+        done
+        set -- "${{args[@]}}"
+      fi
+      exec {real} "$@" ;;
   esac
 done
 printf '%s\\n' "curl $*" >>"$STUB_DIR/calls.log"
@@ -578,11 +594,17 @@ def test_master_signals_success_with_its_address_and_version(
     assert not any(WORKER_TOKEN in c for c in calls)
 
 
+# A handle that never answers: the payload's curl still retries (once, within the test's
+# --retry-max-time 1), after 1 s rather than its own --retry-delay 5.
+UNREACHABLE_RETRY = {"STUB_CURL_RETRY_DELAY": "1"}
+
+
 def test_master_fails_when_heat_refuses_the_workers_token(tmp_path: Path, handle: Recorder
                                                           ) -> None:
     run = _run_setup(_cloud_config(_example("minimal"), MASTER_BOOT), MASTER_SCRIPT, tmp_path,
                      _notify(handle.url),
-                     token_notify=_notify("http://127.0.0.1:9/unreachable") + " --retry-max-time 1")
+                     token_notify=_notify("http://127.0.0.1:9/unreachable") + " --retry-max-time 1",
+                     env=UNREACHABLE_RETRY)
     assert run.returncode != 0
     [body] = handle.bodies()
     assert body["status"] == "FAILURE"
@@ -662,6 +684,7 @@ def test_master_reports_a_failed_success_signal_as_exit_status(tmp_path: Path, h
         tmp_path,
         _notify("http://127.0.0.1:9/unreachable") + " --retry-max-time 1",
         token_notify=_notify(_token_url(handle.url)),
+        env=UNREACHABLE_RETRY,
     )
     assert run.returncode != 0
     assert "signalling SUCCESS to Heat" in run.stdout

@@ -16,6 +16,7 @@ from heatgen.cli import _build_parser, common, main
 from heatgen.cloud.connect import Target
 from heatgen.cloud.interface import Alarm, Resource
 from heatgen.errors import CloudError, ExitStatus
+from heatgen.ops import report as report_module
 from heatgen.ops import wait as wait_module
 
 from .conftest import EXAMPLES
@@ -39,6 +40,8 @@ def run(cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Itera
     monkeypatch.setattr(common, "open_target",
                         lambda site, os_cloud: Target(cloud, "fake", sandbox["on"]))
     monkeypatch.setattr(wait_module, "POLL_INTERVAL", 0.001)
+    # `events --follow` reads it when it starts
+    monkeypatch.setattr(report_module, "POLL_INTERVAL", 0.001)
 
     def invoke(*args: str, in_sandbox: bool = False) -> tuple[int, str, str]:
         sandbox["on"] = in_sandbox
@@ -388,12 +391,15 @@ def test_a_wait_on_a_terminal_shows_one_progress_line_and_keeps_failures() -> No
     assert shown == "  2026-01-01 00:00:00  g/master                   CREATE_COMPLETE\n"
 
 
-def test_scale_in_drops_the_removed_workers_ads_from_the_collector(cloud: FakeCloud) -> None:
+def test_scale_in_drops_the_removed_workers_ads_from_the_collector(
+    cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from heatgen.config import load_site
     from heatgen.ops.report import SilentReporter
     from heatgen.ops.scale import ScaleRequest, scale
     from heatgen.sandbox.recording import RecordedPool
 
+    monkeypatch.setattr(wait_module, "POLL_INTERVAL", 0.001)
     _grid(cloud)
     pool = RecordedPool.from_files([CONDOR / "idle-five.json"])
     result = scale(cloud, load_site(THESIS), ScaleRequest(workers=3), SilentReporter(),

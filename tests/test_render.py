@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -64,16 +65,49 @@ def test_every_output_parses_with_heatclient(example: Path, tmp_path: Path) -> N
         assert any(key.endswith(f"/{group.names.boot_file}") for key in env_files)
 
 
-@pytest.mark.parametrize("example", example_paths(), ids=lambda p: p.stem)
-def test_render_is_deterministic_across_processes(example: Path, tmp_path: Path) -> None:
-    outputs = []
-    for seed in ("1", "2"):
-        out = tmp_path / seed
-        env = {**os.environ, "PYTHONHASHSEED": seed}
-        subprocess.run(
-            [sys.executable, "-m", "heatgen", "render", str(example), "-o", str(out)],
-            check=True, env=env, capture_output=True,
+# `heatgen render EXAMPLE -o OUT` for each (example, out), in this order, in one process; the
+# exit status of each, by example, on the last line.
+RENDER_ALL = """
+import json, sys
+from heatgen.cli import main
+codes = {example: main(["render", example, "-o", out]) for example, out in json.loads(sys.argv[1])}
+print(json.dumps(codes))
+"""
+
+
+@pytest.fixture(scope="module")
+def renders_by_seed(tmp_path_factory: pytest.TempPathFactory
+                    ) -> list[tuple[dict[str, int], Path]]:
+    """Every example rendered by two processes at once, one with PYTHONHASHSEED 1 and one with
+    2, the second in the reverse order (so that no example is rendered after the same others
+    in both): (exit status by example, output root) of each."""
+    examples = [str(p) for p in example_paths()]
+    runs = []
+    for seed, order in (("1", examples), ("2", examples[::-1])):
+        root = tmp_path_factory.mktemp(f"seed-{seed}")
+        jobs = [(example, str(root / Path(example).stem)) for example in order]
+        process = subprocess.Popen(
+            [sys.executable, "-c", RENDER_ALL, json.dumps(jobs)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
+        runs.append((process, root))
+    results = []
+    for process, root in runs:
+        stdout, stderr = process.communicate()
+        assert process.returncode == 0, stderr
+        results.append((json.loads(stdout.splitlines()[-1]), root))
+    return results
+
+
+@pytest.mark.parametrize("example", example_paths(), ids=lambda p: p.stem)
+def test_render_is_deterministic_across_processes(
+    example: Path, renders_by_seed: list[tuple[dict[str, int], Path]]
+) -> None:
+    outputs = []
+    for codes, root in renders_by_seed:
+        assert codes[str(example)] == 0
+        out = root / example.stem
         outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
     assert outputs[0] == outputs[1]
     assert len(outputs[0]) == len(output_files(load_site(example)))

@@ -19,7 +19,7 @@ import os
 import tempfile
 from pathlib import Path
 
-PER_ENDPOINT = 64  # names kept per endpoint and project, the most recently seen
+PER_ENDPOINT = 64  # names kept per endpoint and project: the newest learned
 
 
 def default_path() -> Path:
@@ -56,7 +56,7 @@ class StackIds:
 
     def remember(self, scope: str, name: str, stack_id: str) -> None:
         names = self._load().setdefault(scope, {})
-        if names.get(name) == stack_id and list(names)[-1] == name:
+        if names.get(name) == stack_id:  # known: no write (waits learn on every poll)
             return
         names.pop(name, None)
         names[name] = stack_id

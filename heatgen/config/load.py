@@ -1,7 +1,9 @@
 """Read and validate a site config into a :class:`~heatgen.config.model.Site`.
 
-The pydantic models (:mod:`heatgen.config.validate`, imported on first use) report every
-problem at once as ``FILE: field.path: what is wrong (got X)``.
+A valid config is checked and built by :mod:`heatgen.config.check`, without pydantic; any
+other goes to the pydantic models (:mod:`heatgen.config.validate`), which report every problem
+at once as ``FILE: field.path: what is wrong (got X)`` (and accept what the fast check left to
+them, if it was valid after all).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from heatgen.config.check import check_site
 from heatgen.config.loader import parse_yaml
 from heatgen.config.model import Site
 from heatgen.errors import ConfigError
@@ -18,6 +21,9 @@ MAX_CONFIG_BYTES = 1 << 20
 
 def validate_site(data: Any, source: str) -> Site:
     """Validate parsed YAML into a :class:`Site`; :class:`ConfigError` lists every problem."""
+    site = check_site(data)
+    if site is not None:
+        return site
     from heatgen.config import validate
 
     return validate.validate_site(data, source)

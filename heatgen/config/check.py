@@ -13,6 +13,7 @@ whatever it is not sure of is the reference's to judge.
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Any, TypeVar
 
@@ -310,6 +311,8 @@ def _site(data: Any) -> Site:
         kept["cloud"] = None if given["cloud"] is None else _name(given["cloud"])
     if "heat_template_version" in given:
         version = given["heat_template_version"]
+        if type(version) is datetime.date:  # PyYAML's own loader reads 2021-04-16 as a date
+            version = str(version)
         if type(version) is not str or version not in HEAT_TEMPLATE_VERSIONS:
             raise _Doubt
         kept["heat_template_version"] = version

@@ -219,7 +219,8 @@ def _sections(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
 def _node(data: dict[str, Any], path: tuple[Any, ...]) -> dict[str, Any]:
     node: Any = data
     for part in path:
-        if isinstance(node, dict) and not isinstance(node.get(part), dict | list):
+        keep = dict | list if part == "worker_groups" else dict
+        if isinstance(node, dict) and not isinstance(node.get(part), keep):
             node[part] = {}  # a section an earlier mutation replaced: a mapping again
         node = node[part]
     return node  # type: ignore[no-any-return]
@@ -291,7 +292,8 @@ def _cross(data: dict[str, Any], rng: random.Random) -> None:
     """Values near the rules that span fields: capacity, thresholds, os and version, the user
     data budget."""
     choice = rng.randrange(5)
-    nodes = [n for n in [data.get("workers"), *(data.get("worker_groups") or [])]
+    groups = data.get("worker_groups")
+    nodes = [n for n in [data.get("workers"), *(groups if isinstance(groups, list) else [])]
              if isinstance(n, dict)]
     if choice == 0 and nodes:
         node = rng.choice(nodes)

@@ -21,6 +21,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="rewrite tests/golden/ from the current templates instead of comparing",
     )
+    parser.addoption(
+        "--config-both-paths",
+        action="store_true",
+        help="validate every config a test validates on both paths (the fast check and the "
+             "pydantic models) and fail the test on any difference in verdict or site",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,6 +46,25 @@ def pytest_configure(config: pytest.Config) -> None:
     clouds.write_text("clouds: {}\n", encoding="utf-8")
     os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)
     config.stash[_HOME] = home
+    if config.getoption("--config-both-paths"):
+        _validate_on_both_paths()
+
+
+def _validate_on_both_paths() -> None:
+    """heatgen.config.validate_site (and so load_site) checks each config on both paths: the
+    tests then see the pydantic path's verdict (its site, its error), after the fast check's
+    has been compared with it (tests/test_config_check.py's comparison)."""
+    from heatgen import config
+    from heatgen.config import load, validate
+
+    from .test_config_check import agree
+
+    def both(data: object, source: str) -> config.Site:
+        agree(data)
+        return validate.validate_site(data, source)
+
+    load.validate_site = both  # type: ignore[assignment]
+    config.validate_site = both  # type: ignore[assignment]
 
 
 _HOME = pytest.StashKey[Path]()

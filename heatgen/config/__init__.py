@@ -1,12 +1,16 @@
-"""The site config: its model, hardened YAML loading and validation with clear messages."""
+"""The site config: its model, hardened YAML loading and validation with clear messages.
+
+Nothing imported here imports pydantic: only an invalid config (or `heatgen schema`) does."""
 
 from __future__ import annotations
 
+from heatgen.config.load import load_site, site_json_schema, validate_site
 from heatgen.config.loader import parse_document, parse_yaml
 from heatgen.config.model import (
     Autoscaling,
     Condor,
     Group,
+    GroupAutoscaling,
     Master,
     Mode,
     Network,
@@ -17,10 +21,9 @@ from heatgen.config.model import (
     WorkerGroup,
     Workers,
 )
-from heatgen.config.validate import load_site, site_json_schema, validate_site
 
 __all__ = [
-    "Autoscaling", "Condor", "Group", "Master", "Mode", "Network", "OsFamily", "ScaleIn", "Site",
-    "Telemetry", "WorkerGroup", "Workers", "load_site", "parse_document", "parse_yaml",
-    "site_json_schema", "validate_site",
+    "Autoscaling", "Condor", "Group", "GroupAutoscaling", "Master", "Mode", "Network", "OsFamily",
+    "ScaleIn", "Site", "Telemetry", "WorkerGroup", "Workers", "load_site", "parse_document",
+    "parse_yaml", "site_json_schema", "validate_site",
 ]

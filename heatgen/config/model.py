@@ -1,27 +1,19 @@
-"""The site config's model: what a valid site is, as pydantic models and enums.
+"""The site config's model: a validated site as frozen dataclasses, with its enums and limits.
 
-Unknown keys are errors (``extra="forbid"``) so that a typo never passes silently. Rules that
-span fields are checked in :mod:`heatgen.config.validate`, beside the type errors.
+Nothing here imports pydantic: a valid config is checked and built by
+:mod:`heatgen.config.check` without it. The pydantic models in :mod:`heatgen.config.schema`
+are the rules' reference: every error message comes from them (and from
+:mod:`heatgen.config.validate`), and so does ``heatgen schema``.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import os
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from typing import Any, Literal, Self
 
 from heatgen.contract import GroupNames
-
-# pydantic looks for plugins in the metadata of every installed distribution as each model is
-# built (about 80 ms with the OpenStack clients installed); heatgen's models take none. The
-# variable is pydantic's own switch, set while this module builds its models and restored.
-_PLUGINS = "PYDANTIC_DISABLE_PLUGINS"
-_plugins_before = os.environ.get(_PLUGINS)
-os.environ[_PLUGINS] = "__all__"
 
 # Heat's own limits and the template versions heatgen can emit (conditions need 2016-10-14).
 HEAT_TEMPLATE_VERSIONS = (
@@ -36,6 +28,7 @@ WAIT_TIMEOUT_MAX = 43200
 
 SITE_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_.-]*$"
 GROUP_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,19}$"
+POOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 MAX_WORKER_GROUPS = 20
 CONDOR_VERSION_PATTERN = r"^[0-9]+\.(x|[0-9]+)$"
 # The boot payload drops ANONYMOUS and CLAIMTOBE, which needs HTCondor 24 on every node; the
@@ -79,76 +72,60 @@ class OsFamily(str, Enum):
     DEBIAN_13 = "debian13"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, defer_build=True)
+class _Section:
+    """What every section of a validated site offers besides its fields."""
+
+    def model_copy(self, *, update: dict[str, Any] | None = None) -> Self:
+        """A copy with ``update``'s fields replaced (not validated again)."""
+        return dataclasses.replace(self, **(update or {}))  # type: ignore[type-var]
 
 
-Name = Annotated[str, Field(min_length=1, max_length=255)]
-PositiveInt = Annotated[int, Field(strict=True, gt=0)]
-
-
-class Network(_Model):
-    private_network: Name
-    private_subnet: Name
-    floating_network: Name
+@dataclass(frozen=True, kw_only=True)
+class Network(_Section):
+    private_network: str
+    private_subnet: str
+    floating_network: str
     ssh_cidr: str = "0.0.0.0/0"
 
-    @field_validator("ssh_cidr")
-    @classmethod
-    def _cidr(cls, value: str) -> str:
-        try:
-            return str(ipaddress.ip_network(value, strict=True))
-        except ValueError as exc:
-            raise ValueError(
-                f"must be a network in CIDR form such as 192.0.2.0/24 ({exc})"
-            ) from None
 
-
-class Master(_Model):
-    image: Name
-    flavor: Name
+@dataclass(frozen=True, kw_only=True)
+class Master(_Section):
+    image: str
+    flavor: str
     os: OsFamily = OsFamily.EL9
-    volume_size: Annotated[int, Field(strict=True, gt=0, le=16384)] | None = None
+    volume_size: int | None = None
 
 
-class Workers(_Model):
-    image: Name
-    flavor: Name
+@dataclass(frozen=True, kw_only=True)
+class Workers(_Section):
+    image: str
+    flavor: str
     os: OsFamily = OsFamily.EL9
-    vcpus: Annotated[int, Field(strict=True, gt=0, le=1024)]
-    min: Annotated[int, Field(strict=True, ge=0, le=10000)]
-    max: Annotated[int, Field(strict=True, ge=1, le=10000)]
-    desired: Annotated[int, Field(strict=True, ge=0, le=10000)]
+    vcpus: int
+    min: int
+    max: int
+    desired: int
 
 
-Percent = Annotated[float, Field(strict=False, gt=0, le=100)]
-
-
-class Autoscaling(_Model):
+@dataclass(frozen=True, kw_only=True)
+class Autoscaling(_Section):
     telemetry: Telemetry = Telemetry.GNOCCHI
-    cpu_high: Percent = 50
-    cpu_low: Percent = 10
-    granularity: Annotated[int, Field(strict=True, gt=0, le=86400)] = 300
-    evaluation_periods: Annotated[int, Field(strict=True, ge=1, le=100)] = 2
-    cooldown: Annotated[int, Field(strict=True, ge=0, le=86400)] = 60
-    scale_up_step: Annotated[int, Field(strict=True, ge=1, le=1000)] = 1
-    scale_down_step: Annotated[int, Field(strict=True, ge=1, le=1000)] = 1
+    cpu_high: float = 50
+    cpu_low: float = 10
+    granularity: int = 300
+    evaluation_periods: int = 2
+    cooldown: int = 60
+    scale_up_step: int = 1
+    scale_down_step: int = 1
     scale_in: ScaleIn = ScaleIn.ALARM
     # queue mode (`heatgen autoscale`): no CPU alarms; decisions from the job queue
     mode: Mode = Mode.CPU
-    interval: Annotated[int, Field(strict=True, ge=5, le=3600)] = 60
-    idle_timeout: Annotated[int, Field(strict=True, ge=0, le=86400)] = 600
-    join_timeout: Annotated[int, Field(strict=True, ge=60, le=86400)] = 900
-    scale_up_delay: Annotated[int, Field(strict=True, ge=0, le=86400)] = 0
-    max_scale_in: Annotated[int, Field(strict=True, ge=1, le=10000)] | None = None
-    keep_idle: Annotated[int, Field(strict=True, ge=0, le=10000)] = 0
-
-    @field_validator("cpu_high", "cpu_low", mode="before")
-    @classmethod
-    def _number(cls, value: Any) -> Any:
-        if as_number(value) is None:
-            raise ValueError("must be a number")
-        return value
+    interval: int = 60
+    idle_timeout: int = 600
+    join_timeout: int = 900
+    scale_up_delay: int = 0
+    max_scale_in: int | None = None
+    keep_idle: int = 0
 
     def scale_in_limit(self, size: int) -> int:
         """Members one decision may remove from a group of ``size``: ``max_scale_in``, by
@@ -156,139 +133,76 @@ class Autoscaling(_Model):
         return self.max_scale_in if self.max_scale_in is not None else max(1, size // 10)
 
 
-class GroupAutoscaling(_Model):
+@dataclass(frozen=True, kw_only=True)
+class GroupAutoscaling(_Section):
     """A worker group's overrides of the site's ``autoscaling`` section. The telemetry backend
     and its granularity are the cloud's, and one decision loop (``mode``, ``interval``) runs
     for the whole grid, so those are set for the whole site only."""
 
-    cpu_high: Percent | None = None
-    cpu_low: Percent | None = None
-    evaluation_periods: Annotated[int, Field(strict=True, ge=1, le=100)] | None = None
-    cooldown: Annotated[int, Field(strict=True, ge=0, le=86400)] | None = None
-    scale_up_step: Annotated[int, Field(strict=True, ge=1, le=1000)] | None = None
-    scale_down_step: Annotated[int, Field(strict=True, ge=1, le=1000)] | None = None
+    cpu_high: float | None = None
+    cpu_low: float | None = None
+    evaluation_periods: int | None = None
+    cooldown: int | None = None
+    scale_up_step: int | None = None
+    scale_down_step: int | None = None
     scale_in: ScaleIn | None = None
-    idle_timeout: Annotated[int, Field(strict=True, ge=0, le=86400)] | None = None
-    join_timeout: Annotated[int, Field(strict=True, ge=60, le=86400)] | None = None
-    scale_up_delay: Annotated[int, Field(strict=True, ge=0, le=86400)] | None = None
-    max_scale_in: Annotated[int, Field(strict=True, ge=1, le=10000)] | None = None
-    keep_idle: Annotated[int, Field(strict=True, ge=0, le=10000)] | None = None
-
-    @field_validator("cpu_high", "cpu_low", mode="before")
-    @classmethod
-    def _number(cls, value: Any) -> Any:
-        if value is not None and as_number(value) is None:
-            raise ValueError("must be a number")
-        return value
+    idle_timeout: int | None = None
+    join_timeout: int | None = None
+    scale_up_delay: int | None = None
+    max_scale_in: int | None = None
+    keep_idle: int | None = None
 
     def over(self, site: Autoscaling) -> Autoscaling:
         """The site's section with this group's overrides applied."""
-        given = {k: v for k, v in self.model_dump().items() if v is not None}
-        return site.model_copy(update=given)
+        given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return dataclasses.replace(site, **{k: v for k, v in given.items() if v is not None})
 
 
-def _check_start(value: str | None) -> str | None:
-    if value is not None and "\n" in value:
-        raise ValueError("must be a single-line ClassAd expression")
-    if value is not None and MARKER_PREFIX in value:
-        raise ValueError(f"must not contain {MARKER_PREFIX!r}: Heat replaces it at boot")
-    return value
-
-
-class WorkerGroup(_Model):
+@dataclass(frozen=True, kw_only=True)
+class WorkerGroup(_Section):
     """One group of ``worker_groups``: workers of one flavor, scaled on their own."""
 
-    name: Annotated[str, Field(pattern=GROUP_NAME_PATTERN)]
-    image: Name
-    flavor: Name
+    name: str
+    image: str
+    flavor: str
     os: OsFamily = OsFamily.EL9
-    vcpus: Annotated[int, Field(strict=True, gt=0, le=1024)]
-    memory_mb: Annotated[int, Field(strict=True, gt=0, le=16 * 1024 * 1024)] | None = None
-    gpus: Annotated[int, Field(strict=True, ge=0, le=64)] = 0
-    min: Annotated[int, Field(strict=True, ge=0, le=10000)]
-    max: Annotated[int, Field(strict=True, ge=1, le=10000)]
-    desired: Annotated[int, Field(strict=True, ge=0, le=10000)]
-    start: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    vcpus: int
+    min: int
+    max: int
+    desired: int
+    memory_mb: int | None = None
+    gpus: int = 0
+    start: str | None = None
     autoscaling: GroupAutoscaling = GroupAutoscaling()
 
-    @field_validator("start")
-    @classmethod
-    def _one_line(cls, value: str | None) -> str | None:
-        return _check_start(value)
 
-
-class Condor(_Model):
-    pool_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=63)]
-    version: Annotated[str, Field(pattern=CONDOR_VERSION_PATTERN)] = "24.0"
-    start: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
-    extra_config: list[Annotated[str, Field(max_length=4096)]] = []
+@dataclass(frozen=True, kw_only=True)
+class Condor(_Section):
+    pool_name: str
+    version: str = "24.0"
+    start: str | None = None
+    extra_config: list[str] = field(default_factory=list)
     slots: Literal["partitionable", "static"] = "partitionable"
-    retirement_time: Annotated[
-        int, Field(strict=True, gt=0, le=RETIREMENT_TIME_MAX)
-    ] = RETIREMENT_TIME_DEFAULT
-
-    @field_validator("version")
-    @classmethod
-    def _supported(cls, value: str) -> str:
-        if value != DEBIAN13_CONDOR_CHANNEL and int(value.partition(".")[0]) < CONDOR_MIN_MAJOR:
-            raise ValueError(
-                f"must be {CONDOR_MIN_MAJOR}.0 or newer: the boot payload relies on "
-                f"HTCondor {CONDOR_MIN_MAJOR}'s token-only security (the one exception is "
-                f'"{DEBIAN13_CONDOR_CHANNEL}" with os: debian13, Debian 13\'s own HTCondor)'
-            )
-        return value
-
-    @field_validator("start")
-    @classmethod
-    def _one_line(cls, value: str | None) -> str | None:
-        return _check_start(value)
-
-    @field_validator("extra_config")
-    @classmethod
-    def _config_lines(cls, lines: list[str], info: ValidationInfo) -> list[str]:
-        for index, line in enumerate(lines):
-            if "\n" in line:
-                raise ValueError(f"item {index}: must be a single configuration line")
-            if MARKER_PREFIX in line:
-                raise ValueError(
-                    f"item {index}: must not contain {MARKER_PREFIX!r}: Heat replaces it at boot"
-                )
-        start = info.data.get("start") or ""
-        size = sum(len(text.encode("utf-8")) + 7 for text in [start, *lines])
-        if size > USER_TEXT_BUDGET:
-            raise ValueError(
-                f"{size} bytes of HTCondor configuration (with condor.start) do not fit the "
-                f"user data Nova accepts: at most {USER_TEXT_BUDGET}"
-            )
-        return lines
+    retirement_time: int = RETIREMENT_TIME_DEFAULT
 
 
-class Site(_Model):
+@dataclass(frozen=True, kw_only=True)
+class Site(_Section):
     """A validated site config."""
 
-    site: Annotated[str, Field(pattern=SITE_NAME_PATTERN, max_length=60)]
-    cloud: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    site: str
+    cloud: str | None = None
     heat_template_version: str = "2021-04-16"
-    keypair: Name
+    keypair: str
     network: Network
     master: Master
     # One of the two (checked in heatgen.config.validate): `workers` is the shorthand for a
     # single group, rendered under the names a grid of one group always had.
     workers: Workers | None = None
-    worker_groups: Annotated[
-        list[WorkerGroup], Field(min_length=1, max_length=MAX_WORKER_GROUPS)
-    ] | None = None
+    worker_groups: list[WorkerGroup] | None = None
     autoscaling: Autoscaling = Autoscaling()
     condor: Condor
-    wait_timeout: Annotated[int, Field(strict=True, ge=1, le=WAIT_TIMEOUT_MAX)] = 1800
-
-    @field_validator("heat_template_version", mode="before")
-    @classmethod
-    def _version(cls, value: Any) -> Any:
-        text = str(value)
-        if text not in HEAT_TEMPLATE_VERSIONS:
-            raise ValueError(f"must be one of {', '.join(HEAT_TEMPLATE_VERSIONS)}")
-        return text
+    wait_timeout: int = 1800
 
     @property
     def groups(self) -> tuple[Group, ...]:
@@ -342,14 +256,10 @@ class Group:
         return self.names.group
 
 
-
-# The models build their validators when first used (defer_build): only Site's is needed, which
-# holds the others' schemas; it is built here, while plugins are off.
-Site.model_rebuild(force=True)
-if _plugins_before is None:
-    del os.environ[_PLUGINS]
-else:
-    os.environ[_PLUGINS] = _plugins_before
+SECTIONS: dict[str, type[_Section]] = {
+    cls.__name__: cls
+    for cls in (Network, Master, Workers, Autoscaling, GroupAutoscaling, WorkerGroup, Condor, Site)
+}
 
 
 def as_number(value: Any) -> float | None:

@@ -1,31 +1,27 @@
-"""Read and validate a site config into a :class:`~heatgen.config.model.Site`.
+"""Validate a site config with the pydantic models of :mod:`heatgen.config.schema`.
 
-Every problem is reported at once as ``FILE: field.path: what is wrong (got X)``.
+The path of every config that :mod:`heatgen.config.check` does not pass on its own (any
+invalid one): every problem is reported at once as ``FILE: field.path: what is wrong (got X)``.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from heatgen.config.loader import parse_yaml
+from heatgen.config import model as valid
 from heatgen.config.model import (
     CONDOR_MIN_MAJOR,
     CONDOR_VERSION_PATTERN,
     DEBIAN13_CONDOR_CHANNEL,
     USER_TEXT_BUDGET,
-    Autoscaling,
-    Condor,
     OsFamily,
-    Site,
     as_number,
 )
+from heatgen.config.schema import Autoscaling, Condor, Site, to_site
 from heatgen.errors import ConfigError
-
-MAX_CONFIG_BYTES = 1 << 20
 
 
 def _num(value: float) -> str:
@@ -180,7 +176,10 @@ def _user_text_problems(data: dict[str, Any]) -> list[str]:
     groups = data.get("worker_groups")
     if not isinstance(condor, dict) or not isinstance(groups, list):
         return []
-    texts = [condor.get("start"), *(condor.get("extra_config") or [])]
+    try:
+        texts = [condor.get("start"), *(condor.get("extra_config") or [])]
+    except TypeError:  # a number, not a list: the field's own message says so
+        return []
     if not all(isinstance(t, str) or t is None for t in texts):
         return []
     base = sum(len(t.encode("utf-8")) + 7 for t in texts if t)
@@ -278,7 +277,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return sorted(current.model_fields)
 
 
-def validate_site(data: Any, source: str) -> Site:
+def validate_site(data: Any, source: str) -> valid.Site:
     """Validate parsed YAML into a :class:`Site`; :class:`ConfigError` lists every problem."""
     if not isinstance(data, dict):
         raise ConfigError(source, [f"the file must hold a mapping of fields (got {_shown(data)})"])
@@ -291,23 +290,7 @@ def validate_site(data: Any, source: str) -> Site:
     problems += _cross_field_problems(data)
     if problems or site is None:
         raise ConfigError(source, problems)
-    return site
-
-
-def load_site(path: str | Path) -> Site:
-    """Read, parse and validate a site config file."""
-    source = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as error:
-        raise ConfigError(source, [f"cannot read the file ({error.strerror})"]) from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(source, [f"file is larger than {MAX_CONFIG_BYTES} bytes"])
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError(source, [f"not UTF-8 text (byte {error.start})"]) from None
-    return validate_site(parse_yaml(text, source), source)
+    return to_site(site)
 
 
 def site_json_schema() -> dict[str, Any]:

@@ -97,6 +97,13 @@ def test_workers_shorthand_is_the_single_group_under_the_old_names() -> None:
       "scale_down_step, scale_in, scale_up_delay, scale_up_step)"]),
     (lambda d: d["worker_groups"][0].update(gpus=-1),
      ["worker_groups[0].gpus: must be greater than or equal to 0 (got -1)"]),
+    # `workers:` or `worker_groups:` with nothing after it (YAML's null): said, not a traceback.
+    (lambda d: d.update(worker_groups=None),
+     ["worker_groups: must not be empty: list at least one group (or give a single group "
+      "under workers)"]),
+    (lambda d: (d.pop("worker_groups"), d.update(workers=None)),
+     ["workers: must not be empty: give the group's image, flavor, vcpus, min, max and desired "
+      "(or list the groups under worker_groups)"]),
     (lambda d: d.update(worker_groups=[]),
      ["worker_groups: list should have at least 1 item after validation, not 0 (got list)"]),
     (lambda d: (d["master"].update(os="debian13"), d["condor"].update(version="23.9")),

@@ -172,7 +172,7 @@ def _capacity(low: int, high: int, want: int) -> None:
 
 
 def _workers(node: Any) -> Workers | None:
-    if node is None:  # `workers: null`: the reference accepts it as no section
+    if node is None:  # not given (`workers: null` alone is refused by _site)
         return None
     given = _fields(node, _WORKERS)
     workers = Workers(image=_name(given.get("image")), flavor=_name(given.get("flavor")),
@@ -304,8 +304,9 @@ def _condor(node: Any) -> Condor:
 
 def _site(data: Any) -> Site:
     given = _fields(data, _SITE)
-    if ("workers" in given) == ("worker_groups" in given):
-        raise _Doubt
+    if ("workers" in given) == ("worker_groups" in given) \
+            or given.get("workers", given.get("worker_groups")) is None:
+        raise _Doubt  # both, neither, or the one given empty: the reference says which
     kept: dict[str, Any] = {}
     if "cloud" in given:
         kept["cloud"] = None if given["cloud"] is None else _name(given["cloud"])

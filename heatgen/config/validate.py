@@ -136,6 +136,13 @@ def _group_problems(data: dict[str, Any]) -> list[str]:
                 "shorthand for a single group: list every group under worker_groups)"]
     if "workers" not in data and "worker_groups" not in data:
         return ["workers: required field is missing (or list the groups under worker_groups)"]
+    # `workers:` with nothing after it is YAML's null: a section given empty.
+    if "workers" in data and data["workers"] is None:
+        return ["workers: must not be empty: give the group's image, flavor, vcpus, min, max "
+                "and desired (or list the groups under worker_groups)"]
+    if "worker_groups" in data and groups is None:
+        return ["worker_groups: must not be empty: list at least one group (or give a single "
+                "group under workers)"]
     if not isinstance(groups, list):
         return []
     problems = []

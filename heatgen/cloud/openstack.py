@@ -302,9 +302,10 @@ class OpenStackCloud:
         return {**self._client_kwargs, **({"endpoint_override": override} if override else {})}
 
     @_reads("read the stack")
-    def get_stack(self, name_or_id: str) -> Stack | None:
+    def get_stack(self, name_or_id: str, outputs: bool = True) -> Stack | None:
         try:
-            stack = _stack(self.heat.stacks.get(self._path(name_or_id)))
+            stack = _stack(self.heat.stacks.get(self._path(name_or_id),
+                                                resolve_outputs=outputs))
         except heat_exc.HTTPNotFound:
             return None
         # Heat still shows a deleted stack after DELETE_COMPLETE (for a moment by name, for
@@ -324,6 +325,18 @@ class OpenStackCloud:
                 self._learn(stack.id, stack.name)
                 return stack
         return None
+
+    @_reads("read a stack output")
+    def stack_output(self, stack_id: str, key: str) -> Any:
+        """One GET ``stacks/NAME/ID/outputs/KEY``: heat-api resolves that output alone (the
+        group's ``current_size`` costs a count of its members, where every output of a big grid
+        costs a read of every member's stack). None when the stack has no such output."""
+        try:
+            shown = self.heat.stacks.output_show(self._path(stack_id), key)
+        except heat_exc.HTTPNotFound:
+            return None
+        output = (shown or {}).get("output") or {}
+        return output.get("output_value")
 
     def has_service(self, service_type: str) -> bool:
         """Whether the catalog (or clouds.yaml) names an endpoint of ``service_type``."""
@@ -391,15 +404,17 @@ class OpenStackCloud:
         )
 
     @_reads("list the stack's events")
-    def events(self, stack_id: str, after: str | None, nested: bool = True
+    def events(self, stack_id: str, after: str | None, depth: int = EVENT_DEPTH
                ) -> list[Event] | None:
-        """One GET ``events?sort_dir=asc[&marker=ID][&nested_depth=2]``. Without
-        ``nested_depth`` heat-api reads only the stack's own events; with it, it first lists
-        every stack of the tree. heat-api pages after the marker event by creation time and
-        row id over whichever events it reads, so a marker from either listing works."""
+        """One GET ``events?sort_dir=asc[&marker=ID][&nested_depth=N]``. Without
+        ``nested_depth`` (depth 0) heat-api reads only the stack's own events; with it, it
+        first lists every stack of the tree and loads those down to that depth (depth 1: the
+        top stack and the groups'; depth 2 also every member's). heat-api pages after the
+        marker event by creation time and row id over whichever events it reads (it looks the
+        marker up among all events), so a marker from a listing of any depth works."""
         kwargs: dict[str, Any] = {"sort_dir": "asc"}
-        if nested:
-            kwargs["nested_depth"] = EVENT_DEPTH
+        if depth > 0:
+            kwargs["nested_depth"] = depth
         if after:
             kwargs["marker"] = after
         try:
@@ -408,16 +423,18 @@ class OpenStackCloud:
             return None
 
     @_reads("list the stack's newest events")
-    def newest_events(self, stack_id: str, limit: int) -> list[Event] | None:
-        """One GET ``events?limit=N&nested_depth=2&sort_dir=desc``.
+    def newest_events(self, stack_id: str, limit: int, depth: int = EVENT_DEPTH
+                      ) -> list[Event] | None:
+        """One GET ``events?limit=N&nested_depth=D&sort_dir=desc``.
 
         heat-api passes ``limit``, ``marker`` and ``sort_dir`` with ``nested_depth`` to one
-        database query over the events of every stack of the tree (ordered by creation time,
-        then row id), so the answer is the newest N events of the whole tree, and an ascending
-        listing after the newest one's id continues exactly where this one ends.
+        database query over the events of every stack of the tree down to that depth (ordered
+        by creation time, then row id), so the answer is the newest N events of the tree, and
+        an ascending listing after the newest one's id continues exactly where this one ends.
         """
-        kwargs: dict[str, Any] = {"sort_dir": "desc", "limit": max(1, limit),
-                                  "nested_depth": EVENT_DEPTH}
+        kwargs: dict[str, Any] = {"sort_dir": "desc", "limit": max(1, limit)}
+        if depth > 0:
+            kwargs["nested_depth"] = depth
         try:
             listed = self.heat.events.list(self._path(stack_id), **kwargs)
         except heat_exc.HTTPNotFound:

@@ -81,6 +81,32 @@ def test_a_wait_starts_from_one_event_however_long_the_history() -> None:
     assert seen[5000][2] <= 4  # the marker, then only the update's own events
 
 
+def test_a_scale_up_and_a_delete_never_have_heat_resolve_every_output() -> None:
+    # The outputs resolved cost heat-api a read of every member's stack (seconds at hundreds
+    # of members): a scale-up reads the stack's status and parameters, and the group's size as
+    # its one output, before and after; a delete reads no output at all.
+    from heatgen.ops.delete import delete
+
+    cloud, stack = _grid_with_history(10)
+    result = scale(cloud, SITE, ScaleRequest(workers=3), SilentReporter(), clock=FakeClock())
+    assert result.action == "scaled" and result.wanted == 3
+    assert "get_stack" not in cloud.names()
+    assert cloud.names().count("stack_no_outputs") == 2
+    assert [arg for name, arg in cloud.calls if name == "stack_output"] == ["worker_count"] * 2
+    cloud.calls.clear()
+    assert delete(cloud, SITE, timeout=600, report=SilentReporter(), clock=FakeClock()) is None
+    assert "get_stack" not in cloud.names() and "stack_output" not in cloud.names()
+
+
+def test_a_scale_that_ends_short_of_its_size_is_told_from_the_groups_size_alone() -> None:
+    from heatgen.errors import StackFailed
+
+    cloud, _ = _grid_with_history(10)
+    cloud.reaches = 2
+    with pytest.raises(StackFailed, match="the group has 2 workers, not 3"):
+        scale(cloud, SITE, ScaleRequest(workers=3), SilentReporter(), clock=FakeClock())
+
+
 # --- pacing: an operation on a clock -------------------------------------------------------
 
 

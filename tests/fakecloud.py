@@ -266,10 +266,20 @@ class FakeCloud:
         self.events_read += len(newest)
         return newest
 
-    def resources(self, stack_id: str, nested_depth: int) -> list[Resource]:
-        self.calls.append(("resources", nested_depth))
+    def resources(self, stack_id: str, nested_depth: int, state: str | None = None
+                  ) -> list[Resource]:
+        self.calls.append(("resources", nested_depth) if state is None else
+                          ("resources", (nested_depth, state)))
         stack = self.stacks.get(stack_id)
-        return list(stack.resources) if stack else []
+        listed = list(stack.resources) if stack else []
+        if state is None:
+            return listed
+        # Heat's filtered listing: a resource of the stack itself in that state hides the
+        # nested stacks' (see Cloud.resources).
+        matching = [r for r in listed if r.status == state]
+        if any(not r.parent for r in matching):
+            return [r for r in matching if not r.parent]
+        return matching
 
     def resource_attribute(self, stack_id: str, resource: str, attribute: str) -> Any:
         self.calls.append(("resource_attribute", (resource, attribute)))

@@ -442,9 +442,15 @@ class OpenStackCloud:
         return [_event(e) for e in listed][:limit]
 
     @_reads("list the stack's resources")
-    def resources(self, stack_id: str, nested_depth: int) -> list[Resource]:
+    def resources(self, stack_id: str, nested_depth: int, state: str | None = None
+                  ) -> list[Resource]:
+        """One GET ``resources?nested_depth=N[&action=A&status=S]``."""
+        kwargs: dict[str, Any] = {"nested_depth": nested_depth}
+        if state is not None:
+            action, _, status = state.partition("_")
+            kwargs["filters"] = {"action": action, "status": status}
         try:
-            listed = self.heat.resources.list(self._path(stack_id), nested_depth=nested_depth)
+            listed = self.heat.resources.list(self._path(stack_id), **kwargs)
         except heat_exc.HTTPNotFound:
             return []
         for raw in listed:

@@ -35,6 +35,15 @@ class FakeStack:
     resources: list[Resource] = field(default_factory=list)
     definition: Definition | None = None
     restart_in: int | None = None  # polls until a cancelled delete starts over
+    # Nested stacks two levels down (the members' own: servers, ports); every other nested
+    # stack an event names is one level down (a group's, whose resources are the members).
+    deep_stacks: set[str] = field(default_factory=set)
+
+    def depth_of(self, event: Event) -> int:
+        """How far down the tree the event's stack is: 0 this stack's own event."""
+        if event.stack in ("", self.name):
+            return 0
+        return 2 if event.stack in self.deep_stacks else 1
 
 
 
@@ -68,6 +77,7 @@ class FakeCloud:
         # The group's size an update ends in (None: the worker_desired it asks for).
         self.reaches: int | None = None
         self.events_read = 0  # events handed out by events() and newest_events()
+        self.event_depths: list[int] = []  # the depth of each events() listing
         self._ids = (f"stack-{i}" for i in itertools.count(1))
         self._events = itertools.count(1)
 
@@ -108,12 +118,24 @@ class FakeCloud:
         return None
 
     # -- the Cloud protocol
-    def get_stack(self, name_or_id: str) -> Stack | None:
-        self.calls.append(("get_stack", name_or_id))
-        self._maybe_fail("get_stack")
+    def get_stack(self, name_or_id: str, outputs: bool = True) -> Stack | None:
+        # A read without outputs is a call of its own: it costs Heat no read of the members.
+        what = "get_stack" if outputs else "stack_no_outputs"
+        self.calls.append((what, name_or_id))
+        self._maybe_fail(what)
         found = self._by_name(name_or_id)
         stack = self._advance(found.id) if found else None
-        return self._view(stack) if stack else None
+        if stack is None:
+            return None
+        view = self._view(stack)
+        return view if outputs else Stack(view.id, view.name, view.status, view.reason,
+                                          view.parameters)
+
+    def stack_output(self, stack_id: str, key: str) -> Any:
+        self.calls.append(("stack_output", key))
+        self._maybe_fail("stack_output")
+        stack = self._advance(stack_id) if stack_id in self.stacks else None
+        return stack.outputs.get(key) if stack else None
 
     def stack_status(self, stack_id: str) -> Stack | None:
         self.calls.append(("stack_status", stack_id))
@@ -217,10 +239,11 @@ class FakeCloud:
         stack = self.stacks[stack_id]
         return stack.definition or Definition({}, dict(stack.parameters), {}, {})
 
-    def events(self, stack_id: str, after: str | None, nested: bool = True
+    def events(self, stack_id: str, after: str | None, depth: int = 2
                ) -> list[Event] | None:
-        self.calls.append(("events" if nested else "own_events", after))
-        self._maybe_fail("events" if nested else "own_events")
+        self.calls.append(("events" if depth else "own_events", after))
+        self.event_depths.append(depth)
+        self._maybe_fail("events" if depth else "own_events")
         stack = self.stacks.get(stack_id) or self._by_name(stack_id)  # heat-api takes either
         if stack is None:
             return None
@@ -229,25 +252,34 @@ class FakeCloud:
         if after is not None:
             ids = [e.id for e in events]
             events = events[ids.index(after) + 1:] if after in ids else events
-        if not nested:
-            events = [e for e in events if e.stack in ("", stack.name)]
+        events = [e for e in events if stack.depth_of(e) <= depth]
         self.events_read += len(events)
         return events
 
-    def newest_events(self, stack_id: str, limit: int) -> list[Event] | None:
+    def newest_events(self, stack_id: str, limit: int, depth: int = 2) -> list[Event] | None:
         self.calls.append(("newest_events", limit))
         self._maybe_fail("newest_events")
         stack = self.stacks.get(stack_id) or self._by_name(stack_id)
         if stack is None:
             return None
-        newest = stack.events[::-1][:limit]
+        newest = [e for e in stack.events[::-1] if stack.depth_of(e) <= depth][:limit]
         self.events_read += len(newest)
         return newest
 
-    def resources(self, stack_id: str, nested_depth: int) -> list[Resource]:
-        self.calls.append(("resources", nested_depth))
+    def resources(self, stack_id: str, nested_depth: int, state: str | None = None
+                  ) -> list[Resource]:
+        self.calls.append(("resources", nested_depth) if state is None else
+                          ("resources", (nested_depth, state)))
         stack = self.stacks.get(stack_id)
-        return list(stack.resources) if stack else []
+        listed = list(stack.resources) if stack else []
+        if state is None:
+            return listed
+        # Heat's filtered listing: a resource of the stack itself in that state hides the
+        # nested stacks' (see Cloud.resources).
+        matching = [r for r in listed if r.status == state]
+        if any(not r.parent for r in matching):
+            return [r for r in matching if not r.parent]
+        return matching
 
     def resource_attribute(self, stack_id: str, resource: str, attribute: str) -> Any:
         self.calls.append(("resource_attribute", (resource, attribute)))

@@ -30,6 +30,7 @@ def _grid_with_history(events: int) -> tuple[FakeCloud, FakeStack]:
     stack = cloud.add_stack("bergen-grid", worker_min="1", worker_max="7", worker_desired="1")
     stack.outputs = {"worker_count": 1}
     group = f"{stack.name}-workers-k3v"
+    stack.deep_stacks = {f"{group}-m{index}-x7q" for index in range(300)}
     for index in range(events):
         where = (stack.name, group, f"{group}-m{index % 300}-x7q")[index % 3]
         stack.events.append(Event(str(next(cloud._events)), "2026-01-01T00:00:00Z",
@@ -81,6 +82,32 @@ def test_a_wait_starts_from_one_event_however_long_the_history() -> None:
     assert seen[5000][2] <= 4  # the marker, then only the update's own events
 
 
+def test_a_scale_up_and_a_delete_never_have_heat_resolve_every_output() -> None:
+    # The outputs resolved cost heat-api a read of every member's stack (seconds at hundreds
+    # of members): a scale-up reads the stack's status and parameters, and the group's size as
+    # its one output, before and after; a delete reads no output at all.
+    from heatgen.ops.delete import delete
+
+    cloud, stack = _grid_with_history(10)
+    result = scale(cloud, SITE, ScaleRequest(workers=3), SilentReporter(), clock=FakeClock())
+    assert result.action == "scaled" and result.wanted == 3
+    assert "get_stack" not in cloud.names()
+    assert cloud.names().count("stack_no_outputs") == 2
+    assert [arg for name, arg in cloud.calls if name == "stack_output"] == ["worker_count"] * 2
+    cloud.calls.clear()
+    assert delete(cloud, SITE, timeout=600, report=SilentReporter(), clock=FakeClock()) is None
+    assert "get_stack" not in cloud.names() and "stack_output" not in cloud.names()
+
+
+def test_a_scale_that_ends_short_of_its_size_is_told_from_the_groups_size_alone() -> None:
+    from heatgen.errors import StackFailed
+
+    cloud, _ = _grid_with_history(10)
+    cloud.reaches = 2
+    with pytest.raises(StackFailed, match="the group has 2 workers, not 3"):
+        scale(cloud, SITE, ScaleRequest(workers=3), SilentReporter(), clock=FakeClock())
+
+
 # --- pacing: an operation on a clock -------------------------------------------------------
 
 
@@ -112,18 +139,18 @@ class TimedCloud(FakeCloud):
             self.stack.status = f"{self.action}_COMPLETE"
         return stack
 
-    def events(self, stack_id: str, after: str | None, nested: bool = True
+    def events(self, stack_id: str, after: str | None, depth: int = 2
                ) -> list[Event] | None:
         if self.action == "DELETE" and self.clock.t >= self.end:
-            self.calls.append(("events" if nested else "own_events", after))
+            self.calls.append(("events" if depth else "own_events", after))
             return []  # heat-api lists a deleted stack's events by name/id as none
-        return super().events(stack_id, after, nested)
+        return super().events(stack_id, after, depth)
 
-    def get_stack(self, name_or_id: str) -> Any:
+    def get_stack(self, name_or_id: str, outputs: bool = True) -> Any:
         if self.action == "DELETE" and self.clock.t >= self.end:
-            self.calls.append(("get_stack", name_or_id))
+            self.calls.append(("get_stack" if outputs else "stack_no_outputs", name_or_id))
             return None
-        return super().get_stack(name_or_id)
+        return super().get_stack(name_or_id, outputs)
 
     def stack_status(self, stack_id: str) -> Any:
         if self.action == "DELETE" and self.clock.t >= self.end:
@@ -132,8 +159,8 @@ class TimedCloud(FakeCloud):
         return super().stack_status(stack_id)
 
     def requests(self) -> int:
-        return sum(1 for name in self.names()
-                   if name in ("events", "own_events", "get_stack", "stack_status"))
+        return sum(1 for name in self.names() if name in (
+            "events", "own_events", "get_stack", "stack_no_outputs", "stack_status"))
 
 
 def cli_wait(end: float) -> tuple[int, float]:
@@ -630,6 +657,48 @@ def test_between_listings_of_the_tree_a_wait_lists_only_the_stacks_own_events() 
     assert shown[-1].physical_id == cloud.stack.id
 
 
+def test_a_wait_lists_the_members_own_events_and_their_servers_only_before_a_stall() -> None:
+    # heat-api loads every stack of a listing's depth: the tree's listings stop at the groups'
+    # stacks (each member's own events). Only a poll that would call a stall looks at the
+    # members' servers and ports too, and work inside a member there is progress.
+    from heatgen.errors import StackStalled
+    from heatgen.ops.wait import DEEP, TREE_DEPTH, Stall
+
+    clock = FakeClock()
+    cloud = TimedCloud(clock, _every(0.5, 0.2, 30.0), 30.3)
+    final = wait_for_stack(cloud, cloud.stack.id, "UPDATE", timeout=3600, marker=None,
+                           report=SilentReporter(), clock=clock, stall=Stall(20.0))
+    assert final is not None and set(cloud.event_depths) == {0, TREE_DEPTH}
+
+    # One member's server takes 40 s: its member shows nothing in between, its server does.
+    clock = FakeClock()
+    cloud = TimedCloud(clock, [0.2, 45.0], 45.3)
+    member = f"{cloud.stack.name}-workers-k3v-m0-x7q"
+    cloud.stack.deep_stacks = {member}
+    cloud.script[1:1] = [(t, member, "server") for t in (1.0, 25.0, 44.0)]
+    shown: list[Event] = []
+
+    class Shown(SilentReporter):
+        def event(self, event: Event) -> None:
+            shown.append(event)
+
+    final = wait_for_stack(cloud, cloud.stack.id, "UPDATE", timeout=3600, marker=None,
+                           report=Shown(), clock=clock, stall=Stall(20.0))
+    assert final is not None and final.status == "UPDATE_COMPLETE"
+    assert DEEP in cloud.event_depths and cloud.event_depths.count(DEEP) <= 3
+    assert len(shown) == len({e.id for e in shown})  # each once; the servers' where listed
+    assert {e.id for e in cloud.stack.events if cloud.stack.depth_of(e) <= TREE_DEPTH} <= {
+        e.id for e in shown}
+
+    # Nothing moves anywhere: the stall is told, after a listing of the whole tree.
+    clock = FakeClock()
+    cloud = TimedCloud(clock, [0.2], 500.0)
+    with pytest.raises(StackStalled):
+        wait_for_stack(cloud, cloud.stack.id, "UPDATE", timeout=3600, marker=None,
+                       report=SilentReporter(), clock=clock, stall=Stall(20.0))
+    assert cloud.event_depths[-1] == DEEP and 20.0 <= clock.t < 30.0
+
+
 def test_a_top_level_event_between_listings_of_the_tree_is_reported_once() -> None:
     clock = FakeClock()
     cloud = TimedCloud(clock, _every(0.5, 0.2, 20.0), 20.3)
@@ -654,8 +723,35 @@ def test_openstack_cloud_lists_the_stacks_own_events_without_nested_depth(tmp_pa
     stub = _Stub()
     cloud = _bare_cloud(SimpleNamespace(stacks=stub, events=stub), tmp_path)
     cloud._paths = {"abc": "grid/abc"}
-    cloud.events("abc", after="7", nested=False)
+    cloud.events("abc", after="7", depth=0)
+    cloud.events("abc", after="7", depth=1)
     cloud.events("abc", after="7")
     assert [kwargs for _, _, kwargs in stub.calls] == [
         {"sort_dir": "asc", "marker": "7"},
+        {"sort_dir": "asc", "nested_depth": 1, "marker": "7"},
         {"sort_dir": "asc", "nested_depth": 2, "marker": "7"}]
+
+
+def test_openstack_cloud_reads_a_stack_without_outputs_and_one_output_alone(
+    tmp_path: Path,
+) -> None:
+    from types import SimpleNamespace
+
+    stub = _Stub()
+    shown: list[tuple[str, str]] = []
+
+    def output_show(path: str, key: str) -> dict[str, Any]:
+        shown.append((path, key))
+        return {"output": {"output_key": key, "output_value": 450}}
+
+    cloud = _bare_cloud(SimpleNamespace(stacks=SimpleNamespace(get=stub.get,
+                                                               output_show=output_show),
+                                        events=stub), tmp_path)
+    cloud._paths = {"abc": "grid/abc"}
+    found = cloud.get_stack("abc", outputs=False)
+    assert found is not None and found.outputs == {}
+    assert stub.calls == [("stacks.get", "grid/abc", {"resolve_outputs": False})]
+    assert cloud.stack_output("abc", "worker_count") == 450
+    assert shown == [("grid/abc", "worker_count")]
+    cloud.newest_events("abc", 1, depth=1)
+    assert stub.calls[-1][2] == {"sort_dir": "desc", "limit": 1, "nested_depth": 1}

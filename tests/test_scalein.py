@@ -498,6 +498,25 @@ def test_a_same_size_scale_takes_back_a_mark_a_killed_run_left_before_its_patch(
                for n in report.notes), report.notes
 
 
+def test_stale_marks_are_found_by_a_filtered_listing_unless_a_top_level_one_hides_them(
+) -> None:
+    # heat-api filters the listing by state: a few rows, not every member. When a resource of
+    # the grid's own stack is marked too, Heat's filtered listing leaves the members out: then
+    # every member is listed, and the stale mark is still taken back.
+    cloud = FakeCloud()
+    stack = grid(cloud, 3)
+    _left_marked(stack, cloud, 2, shrink.MARK_REASON)
+    cloud.calls.clear()
+    assert [m.name for m in shrink.take_back_stale_marks(cloud, stack).taken] == ["member-2"]
+    assert cloud.calls[0] == ("resources", (1, "CHECK_FAILED"))
+    assert ("resources", 1) not in cloud.calls
+    cloud.calls.clear()
+    cloud.stacks[stack.id].resources.append(
+        Resource("master", "OS::Nova::Server", "CHECK_FAILED", "marked by hand", "srv", ""))
+    assert [m.name for m in shrink.take_back_stale_marks(cloud, stack).taken] == ["member-2"]
+    assert ("resources", 1) in cloud.calls
+
+
 def test_a_scale_in_takes_back_a_stale_mark_before_it_marks_its_own() -> None:
     cloud = FakeCloud()
     stack = grid(cloud)

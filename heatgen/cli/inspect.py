@@ -146,7 +146,7 @@ def _events(args: argparse.Namespace) -> int:
     site = load_site(args.site)
     cloud = common.open_target(site, args.os_cloud).cloud
     # Without --follow one read by name does it: heat-api finds the stack itself.
-    stack = require_stack(cloud, site).id if args.follow else site.site
+    stack = require_stack(cloud, site, outputs=False).id if args.follow else site.site
     out = ConsoleReporter(sys.stdout, progress=False)
     note = ConsoleReporter(progress=False)
     seen: str | None = None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from heatgen.cloud.interface import Cloud, Stack
+from heatgen.cloud.interface import Cloud, Resource, Stack
 from heatgen.contract import GridOutputs, GroupNames
 
 
@@ -30,7 +31,12 @@ class Member:
 def group_members(cloud: Cloud, stack: Stack, group: GroupNames | None = None) -> list[Member]:
     """The members of ``group`` (None: of every group), oldest first; server ids and IPs
     from the stack's outputs."""
-    listed = cloud.resources(stack.id, nested_depth=1)
+    return members_listed(cloud.resources(stack.id, nested_depth=1), stack, group)
+
+
+def members_listed(listed: Sequence[Resource], stack: Stack,
+                   group: GroupNames | None = None) -> list[Member]:
+    """The members of ``group`` among a listing of the stack's resources (nested_depth=1)."""
     by_group: dict[str, GroupNames] = {}
     for r in listed:
         names = GroupNames.from_resource(r.parent) if r.parent else None

@@ -85,8 +85,15 @@ class Alarm:
 class Cloud(Protocol):
     """The calls heatgen makes. Every method raises :class:`heatgen.errors.CloudError`."""
 
-    def get_stack(self, name_or_id: str) -> Stack | None:
-        """The stack, or None when there is none of that name or id (or it is deleted)."""
+    def get_stack(self, name_or_id: str, outputs: bool = True) -> Stack | None:
+        """The stack, or None when there is none of that name or id (or it is deleted).
+
+        ``outputs``: with its outputs resolved, which costs heat-api a read of every member's
+        stack (seconds for a big grid); without, the stack's status and parameters only, and
+        no outputs."""
+
+    def stack_output(self, stack_id: str, key: str) -> Any:
+        """One output of the stack, resolved alone; None when the stack has no such output."""
 
     def stack_status(self, stack_id: str) -> Stack | None:
         """The stack's status and reason, from its database row alone (no parameters, no
@@ -112,20 +119,32 @@ class Cloud(Protocol):
 
     def deployed_definition(self, stack_id: str) -> Definition: ...
 
-    def events(self, stack_id: str, after: str | None, nested: bool = True
+    def events(self, stack_id: str, after: str | None, depth: int = 2
                ) -> list[Event] | None:
         """Events after the marker, oldest first; None when the stack no longer exists.
 
-        ``nested``: those of the nested stacks too (the group's and its members'); else only
-        those of the stack's own resources and of the stack itself, a cheaper query. The
-        marker may be any event of the tree. Without a marker this is every event the stack
-        has: use :meth:`newest_events`."""
+        ``depth``: the levels of nested stacks whose events are listed too: 0 only the
+        stack's own resources and the stack itself (the cheapest query), 1 also the groups'
+        stacks (each member's own events), 2 also the members' stacks (their servers and
+        ports; heat-api then loads every member's stack). The marker may be any event of the
+        tree, listed at any depth. Without a marker this is every event the stack has: use
+        :meth:`newest_events`."""
 
-    def newest_events(self, stack_id: str, limit: int) -> list[Event] | None:
-        """The stack's newest ``limit`` events (nested stacks included), newest first, in one
-        request whatever the stack's history; None when the stack no longer exists."""
+    def newest_events(self, stack_id: str, limit: int, depth: int = 2
+                      ) -> list[Event] | None:
+        """The stack's newest ``limit`` events (nested stacks down to ``depth`` included),
+        newest first, in one request whatever the stack's history; None when the stack no
+        longer exists."""
 
-    def resources(self, stack_id: str, nested_depth: int) -> list[Resource]: ...
+    def resources(self, stack_id: str, nested_depth: int, state: str | None = None
+                  ) -> list[Resource]:
+        """The stack's resources, and its nested stacks' down to ``nested_depth``.
+
+        ``state`` (such as ``CHECK_FAILED``): only the resources in that state, filtered by
+        heat-api in its query. Heat's filtered listing is incomplete in one case: when a
+        resource of the stack itself is in that state, the nested stacks' are left out (it
+        caches the filtered rows and then walks only those), so an answer that holds one of
+        the stack's own resources may miss nested ones."""
 
     def resource_attribute(self, stack_id: str, resource: str, attribute: str) -> Any: ...
 

@@ -354,19 +354,19 @@ class OpenStackCloud:
         return {**self._client_kwargs, **({"endpoint_override": override} if override else {})}
 
     @_reads("read the stack")
-    def get_stack(self, name_or_id: str) -> Stack | None:
+    def get_stack(self, name_or_id: str, outputs: bool = True) -> Stack | None:
         remembered = self._remembered(name_or_id)
-        stack = self._read_stack(remembered or self._path(name_or_id))
+        stack = self._read_stack(remembered or self._path(name_or_id), outputs)
         if remembered and stack is None:  # that stack is gone: is there another of the name?
             self._forget(name_or_id)
-            stack = self._read_stack(name_or_id)
+            stack = self._read_stack(name_or_id, outputs)
         if stack is not None:
             self._learn(stack.id, stack.name)
         return stack
 
-    def _read_stack(self, path: str) -> Stack | None:
+    def _read_stack(self, path: str, outputs: bool) -> Stack | None:
         try:
-            stack = _stack(self.heat.stacks.get(path))
+            stack = _stack(self.heat.stacks.get(path, resolve_outputs=outputs))
         except heat_exc.HTTPNotFound:
             return None
         # Heat still shows a deleted stack after DELETE_COMPLETE (for a moment by name, for
@@ -383,6 +383,18 @@ class OpenStackCloud:
                 self._learn(stack.id, stack.name)
                 return stack
         return None
+
+    @_reads("read a stack output")
+    def stack_output(self, stack_id: str, key: str) -> Any:
+        """One GET ``stacks/NAME/ID/outputs/KEY``: heat-api resolves that output alone (the
+        group's ``current_size`` costs a count of its members, where every output of a big grid
+        costs a read of every member's stack). None when the stack has no such output."""
+        try:
+            shown = self.heat.stacks.output_show(self._path(stack_id), key)
+        except heat_exc.HTTPNotFound:
+            return None
+        output = (shown or {}).get("output") or {}
+        return output.get("output_value")
 
     def has_service(self, service_type: str) -> bool:
         """Whether the catalog (or clouds.yaml) names an endpoint of ``service_type``."""
@@ -453,15 +465,17 @@ class OpenStackCloud:
         )
 
     @_reads("list the stack's events")
-    def events(self, stack_id: str, after: str | None, nested: bool = True
+    def events(self, stack_id: str, after: str | None, depth: int = EVENT_DEPTH
                ) -> list[Event] | None:
-        """One GET ``events?sort_dir=asc[&marker=ID][&nested_depth=2]``. Without
-        ``nested_depth`` heat-api reads only the stack's own events; with it, it first lists
-        every stack of the tree. heat-api pages after the marker event by creation time and
-        row id over whichever events it reads, so a marker from either listing works."""
+        """One GET ``events?sort_dir=asc[&marker=ID][&nested_depth=N]``. Without
+        ``nested_depth`` (depth 0) heat-api reads only the stack's own events; with it, it
+        first lists every stack of the tree and loads those down to that depth (depth 1: the
+        top stack and the groups'; depth 2 also every member's). heat-api pages after the
+        marker event by creation time and row id over whichever events it reads (it looks the
+        marker up among all events), so a marker from a listing of any depth works."""
         kwargs: dict[str, Any] = {"sort_dir": "asc"}
-        if nested:
-            kwargs["nested_depth"] = EVENT_DEPTH
+        if depth > 0:
+            kwargs["nested_depth"] = depth
         if after:
             kwargs["marker"] = after
         return self._list_events(stack_id, kwargs, newest_first=False)
@@ -501,23 +515,31 @@ class OpenStackCloud:
         return [_event(e) for e in listed]
 
     @_reads("list the stack's newest events")
-    def newest_events(self, stack_id: str, limit: int) -> list[Event] | None:
-        """One GET ``events?limit=N&nested_depth=2&sort_dir=desc``.
+    def newest_events(self, stack_id: str, limit: int, depth: int = EVENT_DEPTH
+                      ) -> list[Event] | None:
+        """One GET ``events?limit=N&nested_depth=D&sort_dir=desc``.
 
         heat-api passes ``limit``, ``marker`` and ``sort_dir`` with ``nested_depth`` to one
-        database query over the events of every stack of the tree (ordered by creation time,
-        then row id), so the answer is the newest N events of the whole tree, and an ascending
-        listing after the newest one's id continues exactly where this one ends.
+        database query over the events of every stack of the tree down to that depth (ordered
+        by creation time, then row id), so the answer is the newest N events of the tree, and
+        an ascending listing after the newest one's id continues exactly where this one ends.
         """
-        kwargs: dict[str, Any] = {"sort_dir": "desc", "limit": max(1, limit),
-                                  "nested_depth": EVENT_DEPTH}
+        kwargs: dict[str, Any] = {"sort_dir": "desc", "limit": max(1, limit)}
+        if depth > 0:
+            kwargs["nested_depth"] = depth
         listed = self._list_events(stack_id, kwargs, newest_first=True)
         return None if listed is None else listed[:limit]
 
     @_reads("list the stack's resources")
-    def resources(self, stack_id: str, nested_depth: int) -> list[Resource]:
+    def resources(self, stack_id: str, nested_depth: int, state: str | None = None
+                  ) -> list[Resource]:
+        """One GET ``resources?nested_depth=N[&action=A&status=S]``."""
+        kwargs: dict[str, Any] = {"nested_depth": nested_depth}
+        if state is not None:
+            action, _, status = state.partition("_")
+            kwargs["filters"] = {"action": action, "status": status}
         try:
-            listed = self.heat.resources.list(self._path(stack_id), nested_depth=nested_depth)
+            listed = self.heat.resources.list(self._path(stack_id), **kwargs)
         except heat_exc.HTTPNotFound:
             return []
         for raw in listed:

@@ -219,7 +219,8 @@ def _act(
                 state.added += group.target - group.size
                 state.grew_at[group.name] = now()
                 actions.append(f"{group.name}: grew {group.size} -> {result.wanted}")
-                stack = result.stack or cloud.get_stack(stack.id) or stack
+                # a resize's final stack has no outputs, which the next group's step reads
+                stack = cloud.get_stack(stack.id) or stack
             if not group.replace:
                 state.succeeded(group.name)
         except HeatgenError as error:

@@ -15,7 +15,7 @@ def delete(
     cloud: Cloud, site: Site, *, timeout: float, report: Reporter, wait: bool = True,
     clock: Clock | None = None,
 ) -> Stack | None:
-    stack = require_stack(cloud, site)
+    stack = require_stack(cloud, site, outputs=False)  # its status is all a delete needs
     if stack.in_progress and stack.action != "DELETE":
         raise StackBusy(f"stack {stack.name} is busy ({stack.status}); delete it when it is done")
     clock = clock or Clock()
@@ -27,6 +27,6 @@ def delete(
         writes.delete(cloud, stack, report, clock)
     report.note(f"deleting stack {site.site}")
     if not wait:
-        return cloud.get_stack(stack.id)
+        return cloud.get_stack(stack.id, outputs=False)
     return wait_for_stack(cloud, stack.id, "DELETE", timeout=timeout, marker=marker,
                           report=report, clock=clock)

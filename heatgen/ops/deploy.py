@@ -256,7 +256,7 @@ def deploy(
         writes.update(cloud, existing, update, False, report, clock)
     report.note(f"updating stack {site.site} (workers: {_sizes_sent(site, override)})")
     if not options.wait:
-        return DeployResult("started", cloud.get_stack(existing.id), plan=plan,
+        return DeployResult("started", cloud.get_stack(existing.id, outputs=False), plan=plan,
                             elapsed=clock.now() - started, parameters_sent=override)
     final = wait(existing.id, "UPDATE", marker)
     return DeployResult("updated", final, plan=plan, elapsed=clock.now() - started,
@@ -371,7 +371,8 @@ def _create(
             wait_for_stack(cloud, stack_id, "CREATE", timeout=timeout,
                            marker=None, report=report, on_events=watcher, clock=clock,
                            until=lambda: watcher.done)
-        return DeployResult("started", cloud.get_stack(stack_id), elapsed=clock.now() - started)
+        return DeployResult("started", cloud.get_stack(stack_id, outputs=False),
+                            elapsed=clock.now() - started)
     final = wait(stack_id, "CREATE", None)
     return DeployResult("created", final, elapsed=clock.now() - started)
 
@@ -390,6 +391,7 @@ def _resume(
     marker = latest_event(cloud, stack.id)
     writes.update(cloud, stack, {}, True, report, clock)
     if not options.wait:
-        return DeployResult("started", cloud.get_stack(stack.id), elapsed=clock.now() - started)
+        return DeployResult("started", cloud.get_stack(stack.id, outputs=False),
+                            elapsed=clock.now() - started)
     final = wait(stack.id, "UPDATE", marker)
     return DeployResult("updated", final, elapsed=clock.now() - started)

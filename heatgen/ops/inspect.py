@@ -18,8 +18,10 @@ def not_deployed(site: Site) -> NotDeployed:
     return NotDeployed(f"stack {site.site} does not exist in this cloud; run `heatgen deploy`")
 
 
-def require_stack(cloud: Cloud, site: Site) -> Stack:
-    stack = cloud.get_stack(site.site)
+def require_stack(cloud: Cloud, site: Site, outputs: bool = True) -> Stack:
+    """The site's stack; ``outputs=False`` for its status and parameters alone (see
+    :meth:`Cloud.get_stack`)."""
+    stack = cloud.get_stack(site.site, outputs=outputs)
     if stack is None:
         raise not_deployed(site)
     return stack

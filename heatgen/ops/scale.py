@@ -180,6 +180,14 @@ def scale_parameters(site: Site, request: ScaleRequest, stack: Stack | None = No
     return params
 
 
+def group_size(cloud: Cloud, stack: Stack, names: GroupNames) -> int | None:
+    """The group's size as Heat counts its members (its ``worker_count`` output, resolved
+    alone: one request, where the stack's outputs resolved read every member's stack)."""
+    if stack.outputs:
+        return GridOutputs.of(stack.outputs, names).worker_count
+    return as_int(cloud.stack_output(stack.id, names.output("worker_count")))
+
+
 def _resizing_to(stack: Stack, params: Mapping[str, int]) -> bool:
     """An update in progress that sets exactly these capacity values (an earlier run's)."""
     return stack.action == "UPDATE" and stack.in_progress and all(
@@ -205,7 +213,9 @@ def scale(
     clock = clock or Clock()
     started = clock.now()
     check_request(request, site)
-    stack = require_stack(cloud, site)
+    # The status and parameters: the outputs resolved cost Heat a read of every member's
+    # stack, and only a shrink needs them (the pool's address, the members' servers).
+    stack = require_stack(cloud, site, outputs=False)
     params = scale_parameters(site, request, stack)
     names = requested_group(site, request).names
     if not request.dry_run and stack.in_progress and (
@@ -218,8 +228,9 @@ def scale(
             f"{request.site_label}, but was not deployed): run `heatgen deploy "
             f"{request.site_label}` first"
         )
-    current = GridOutputs.of(stack.outputs, names).worker_count
+    current = group_size(cloud, stack, names)
     if current is not None and request.workers < current:
+        stack = require_stack(cloud, site)
         pool = pool_for(stack) if pool_for is not None else None
         if pool is not None:
             with stack_lock(stack, wait=request.wait_for_idle, timeout=request.timeout,
@@ -301,6 +312,7 @@ def _wait_resized(
         clock=clock,
         stall=Stall(request.stall_timeout, resume=f"run {again[:-1]} --resume`"),
         hint=f"run `heatgen status {label}` to look, or {again} again to wait",
+        outputs=False,  # the parameters and the group's size are all it checks
     )
     won = as_int((final.parameters if final else {}).get(names.desired))
     wanted = params[names.desired]
@@ -309,7 +321,7 @@ def _wait_resized(
             f"another update of stack {stack.name} ran at the same time and won: the group "
             f"is set to {won} workers, not {wanted}; run the command again to apply this one"
         )
-    reached = GridOutputs.of(final.outputs, names).worker_count if final else None
+    reached = group_size(cloud, final, names) if final else None
     if reached is not None and reached != wanted:
         raise StackFailed(
             f"Heat finished the update of {stack.name} ({final.status if final else '?'}), "

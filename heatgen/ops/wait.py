@@ -26,16 +26,24 @@ BUDGET = 2.0
 BURST = 5.0
 RESERVE = 2.0  # kept back for polls right after a sign that the end is near
 QUIET_DELETE = 6  # polls of a delete gone quiet that still come soon: it is nearly gone
-# Seconds between listings of the whole tree's events (the nested stacks' progress lines); the
+# Seconds between listings of the tree's events (the nested stacks' progress lines); the
 # polls between list only the stack's own events, which show its end as soon.
 TREE_EVERY = 5.0
+# How deep those listings go: the groups' stacks, whose events are each member's own (created,
+# updated, deleted). A member's stack (its server and port) is one level further, and heat-api
+# loads every member's stack of a listing that deep: at 450 members, 451 stacks per listing,
+# in the process that runs the update. A wait lists that deep only before it calls a stall.
+TREE_DEPTH = 1
+DEEP = 2
 
 
 def latest_event(cloud: Cloud, stack_id: str) -> Event | None:
-    """The stack's newest event (nested stacks included): the marker a wait starts from.
+    """The stack's newest event (the groups' stacks included): the marker a wait starts from.
 
-    One request for one event, however long the stack's history."""
-    newest = cloud.newest_events(stack_id, 1) or []
+    One request for one event, however long the stack's history. heat-api pages after a
+    marker by its creation time and row id, whichever listing it came from: the wait's
+    listings of any depth go on from it."""
+    newest = cloud.newest_events(stack_id, 1, depth=TREE_DEPTH) or []
     return newest[0] if newest else None
 
 
@@ -127,22 +135,26 @@ def wait_for_stack(
     stall: Stall | None = None,
     until: Callable[[], bool] | None = None,
     hint: str = "run `heatgen status` to look, or the same command again to wait",
+    outputs: bool = True,
 ) -> Stack | None:
     """Wait until ``action`` on the stack ends; return the final stack (None once deleted).
 
     One request per poll, paced by :class:`Pace`: the events after the marker, which is what
     tells whether anything changed. Every ``TREE_EVERY`` seconds that is the events of the
-    whole tree (the group's and each member's stack: the progress lines); on the polls between,
-    only the stack's own events (a query over the top stack alone, however big the grid), which
-    show its end, a top-level resource done and the master's wait condition as soon. When the
-    stack's own final event comes, the rest of the tree's events are listed at once, so that
-    it is reported last. The stack's status is read (its row alone, :meth:`Cloud.stack_status`)
-    when its final event says it failed, and after ``STATUS_EVERY`` seconds without a new
-    event as a safety net (events can be pruned); the whole stack, its outputs resolved
-    (seconds for a big grid: Heat reads every member), once, when the operation has completed.
-    A delete lists the whole tree on every poll. A deleted stack has no events left to list: a
-    delete's poll that brings nothing reads the status too, and of the polls of a delete gone
-    quiet, two in three only read it.
+    tree down to ``TREE_DEPTH`` (the groups' stacks: each member's own events, the progress
+    lines); on the polls between, only the stack's own events (a query over the top stack
+    alone, however big the grid), which show its end, a top-level resource done and the
+    master's wait condition as soon. A poll that would call a stall lists ``DEEP`` (the
+    members' servers and ports too), so that work inside a member counts as progress. When
+    the stack's own final event comes, the rest of the tree's events are listed at once, so
+    that it is reported last. The stack's status is read (its row alone,
+    :meth:`Cloud.stack_status`) when its final event says it failed, and after
+    ``STATUS_EVERY`` seconds without a new event as a safety net (events can be pruned); the
+    stack itself once, when the operation has completed: with its ``outputs`` resolved (seconds
+    for a big grid: Heat reads every member) only if the caller shows them, else its status and
+    parameters. A delete lists the tree on every poll. A deleted stack has no events left to
+    list: a delete's poll that brings nothing reads the status too, and of the polls of a
+    delete gone quiet, two in three only read it.
 
     A transient failure (HTTP 5xx, a lost connection) of a poll, after the client's own retries,
     is noted and the wait goes on until the deadline: the operation runs in Heat either way.
@@ -166,7 +178,7 @@ def wait_for_stack(
     stack: Stack | None = None
     cancelled_at: float | None = None
     due = False  # read the stack on this poll
-    whole = False  # read it whole (outputs resolved), not only its status
+    whole = False  # read the stack itself (parameters, outputs if asked), not only its status
     first = True  # the operation may have ended before the marker was read
     idle = 0  # polls since the last new event
     while True:
@@ -175,16 +187,17 @@ def wait_for_stack(
         # them every poll.
         read_only = action == "DELETE" and idle % 3 != 0 \
             and (stall is None or stall.after <= 0)
-        # The tree's events are what shows progress: a poll that may tell a stall lists them.
-        tree = action == "DELETE" or first or clock.now() - tree_at >= TREE_EVERY or (
-            stall is not None and stall.after > 0
-            and clock.now() - progressed >= stall.allowed(last_event))
+        # The tree's events are what shows progress: a poll that may tell a stall lists them,
+        # down to the members' servers.
+        deep = stall is not None and stall.after > 0 \
+            and clock.now() - progressed >= stall.allowed(last_event)
+        tree = action == "DELETE" or first or clock.now() - tree_at >= TREE_EVERY or deep
         try:
             events: list[Event] | None = []
             if not read_only:
                 if not tree:
                     pace.spend(1, clock.now())
-                    listed = cloud.events(stack_id, after=seen_own, nested=False)
+                    listed = cloud.events(stack_id, after=seen_own, depth=0)
                     # The stack's own final event: the tree's last events come first.
                     tree = listed is not None and any(
                         e.physical_id == stack_id and e.status in finals for e in listed)
@@ -196,7 +209,8 @@ def wait_for_stack(
                         events = None
                 if tree:
                     pace.spend(1, clock.now())
-                    listed = cloud.events(stack_id, after=seen)
+                    listed = cloud.events(stack_id, after=seen,
+                                          depth=DEEP if deep else TREE_DEPTH)
                     tree_at = clock.now()
                     if listed:
                         seen = seen_own = listed[-1].id
@@ -221,7 +235,7 @@ def wait_for_stack(
                 on_events(stack_id, events or [])
             stalled = tree and stall is not None and stall.after > 0 \
                 and clock.now() - progressed >= stall.allowed(last_event)
-            # The stack's own event that it completed: read it whole at once.
+            # The stack's own event that it completed: read the stack itself at once.
             whole = whole or (action != "DELETE" and any(
                 e.physical_id == stack_id and e.status == finals[0] for e in events or []))
             due = due or whole or events is None or (action == "DELETE" and not moved) \
@@ -233,7 +247,8 @@ def wait_for_stack(
             if due:
                 last_status = clock.now()
                 pace.spend(1, clock.now())
-                stack = cloud.get_stack(stack_id) if whole else cloud.stack_status(stack_id)
+                stack = cloud.get_stack(stack_id, outputs=outputs) if whole \
+                    else cloud.stack_status(stack_id)
                 if stack is None or stack.status == "DELETE_COMPLETE":
                     if action == "DELETE":
                         return None
@@ -242,7 +257,7 @@ def wait_for_stack(
                     if not whole:
                         whole = True  # a read of it that fails is made on the next poll
                         pace.spend(1, clock.now())
-                        stack = cloud.get_stack(stack_id)
+                        stack = cloud.get_stack(stack_id, outputs=outputs)
                         if stack is None:
                             raise StackFailed(
                                 f"stack {stack_id} disappeared while waiting for {action}")

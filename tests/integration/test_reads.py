@@ -140,3 +140,40 @@ def test_a_stack_heatgen_has_seen_is_read_in_one_request_and_a_new_one_of_its_na
             if stack.stack_name == name:
                 heat.stacks.delete(stack.id)
                 exercise.wait_for_stack(heat, stack.id, "DELETE", timeout=300)
+
+
+def test_stale_marks_are_found_by_heats_filtered_listing(sandbox: Sandbox, tmp_path: Path
+                                                         ) -> None:
+    # The check before every update asks heat-api for the marked members only (a filtered
+    # listing), not for every member. Heat's filtered listing leaves the members out when a
+    # resource of the grid's own stack is marked too: then every member is listed instead.
+    from heatgen.cloud.group import group_members
+    from heatgen.scalein import shrink
+
+    name = "marks-grid"
+    site_path = thesis_site(tmp_path, name)
+    direct = direct_clouds_yaml(sandbox.config, tmp_path / "direct-clouds.yaml")
+    _heatgen(["deploy", str(site_path)], direct, sandbox)
+    cloud = _proxied_cloud(direct)
+    stack = cloud.get_stack(name, outputs=False)
+    assert stack is not None
+    try:
+        member = group_members(cloud, stack)[0]
+        assert shrink.marked_members(cloud, stack) == []
+        cloud.mark_unhealthy(member.nested_stack_id, member.name, True, shrink.MARK_REASON)
+        listed = cloud.resources(stack.id, nested_depth=1, state="CHECK_FAILED")
+        assert [(r.name, r.parent) for r in listed] == [(member.name, "workers")]
+        assert [m.name for m in shrink.marked_members(cloud, stack)] == [member.name]
+
+        top = next(r for r in cloud.resources(stack.id, nested_depth=0) if r.name != "workers")
+        cloud.mark_unhealthy(stack.id, top.name, True, "marked by hand")
+        listed = cloud.resources(stack.id, nested_depth=1, state="CHECK_FAILED")
+        assert [r.name for r in listed] == [top.name]  # Heat's filtered listing: no member
+        assert [m.name for m in shrink.marked_members(cloud, stack)] == [member.name]
+        assert [m.name for m in shrink.take_back_stale_marks(cloud, stack).taken] == [
+            member.name]
+        cloud.mark_unhealthy(stack.id, top.name, False, "by hand")
+        assert shrink.marked_members(cloud, stack) == []
+    finally:
+        sandbox.heat.stacks.delete(stack.id)
+        exercise.wait_for_stack(sandbox.heat, stack.id, "DELETE", timeout=300)

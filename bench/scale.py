@@ -212,7 +212,7 @@ def heat_window(cloud: Any, heat: Any, name: str, op: str) -> tuple[float, float
     stack = cloud.get_stack(name)
     if stack is None:
         return None
-    own = [e for e in cloud.events(stack.id, after=None, nested=False) or []
+    own = [e for e in cloud.events(stack.id, after=None, depth=0) or []
            if e.physical_id == stack.id]
     starts = [i for i, e in enumerate(own) if e.status == f"{action}_IN_PROGRESS"]
     if not starts:

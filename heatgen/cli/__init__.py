@@ -30,7 +30,7 @@ MODULES = ("render", "stack", "autoscale", "inspect", "sandbox")  # in --help's 
 def _command(words: Sequence[str]) -> str | None:
     """The command the words name, if they name one before any other argument."""
     for word in words:
-        if word in ("--debug",):
+        if word == "--debug":
             continue
         return word if word in COMMANDS else None
     return None

@@ -333,11 +333,7 @@ def _site(data: Any) -> Site:
 def _systems(site: Site) -> None:
     """Debian 13 on the master and every worker group with HTCondor "23.9", or on none."""
     debian = site.master.os is OsFamily.DEBIAN_13
-    if site.worker_groups is not None:
-        systems = [g.os for g in site.worker_groups]
-    else:
-        systems = [site.workers.os if site.workers is not None else OsFamily.EL9]
-    if any((system is OsFamily.DEBIAN_13) != debian for system in systems):
+    if any((group.os is OsFamily.DEBIAN_13) != debian for group in site.groups):
         raise _Doubt
     if (site.condor.version == DEBIAN13_CONDOR_CHANNEL) != debian:
         raise _Doubt

@@ -183,10 +183,10 @@ def _user_text_problems(data: dict[str, Any]) -> list[str]:
     groups = data.get("worker_groups")
     if not isinstance(condor, dict) or not isinstance(groups, list):
         return []
-    try:
-        texts = [condor.get("start"), *(condor.get("extra_config") or [])]
-    except TypeError:  # a number, not a list: the field's own message says so
+    extra = condor.get("extra_config") or []
+    if not isinstance(extra, list):  # the field's own message says so
         return []
+    texts = [condor.get("start"), *extra]
     if not all(isinstance(t, str) or t is None for t in texts):
         return []
     base = sum(len(t.encode("utf-8")) + 7 for t in texts if t)

@@ -420,7 +420,7 @@ def measure(args: argparse.Namespace, config: Any, work: Path, grid: Grid, site_
     reporter = None
     if mode == "cpu":
         reporter = CpuReporter(site_path, config, site.autoscaling.granularity,
-                               site.workers.vcpus)
+                               site.groups[0].vcpus)
         result.cpu_note = ("the CPU each member reports follows its claimed slots (100 % while "
                            "a job runs on them, 2 % idle); the bench plays Ceilometer")
         say(result.cpu_note)

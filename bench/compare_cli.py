@@ -167,6 +167,7 @@ def measure(args: argparse.Namespace, config: Any, work: Path) -> int:
     from heatclient import client as heat_client
 
     from heatgen.cloud.connect import SANDBOX_CLOUD, open_cloud
+    from heatgen.cloud.openstack import OpenStackCloud
     from heatgen.sandbox import control
 
     clouds = work / "clouds.yaml"
@@ -175,6 +176,7 @@ def measure(args: argparse.Namespace, config: Any, work: Path) -> int:
     env["OS_CLIENT_CONFIG_FILE"] = str(clouds)
     os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)
     cloud = open_cloud(SANDBOX_CLOUD).cloud
+    assert isinstance(cloud, OpenStackCloud), "the sandbox is reached through OpenStack's clients"
     heat = heat_client.Client("1", session=cloud.connection.session)
     sandbox_env = REPO / "environments" / "sandbox.yaml"
     cloud_arg = ["--os-cloud", SANDBOX_CLOUD]

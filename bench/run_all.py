@@ -45,9 +45,9 @@ def main() -> int:
                           if line.startswith("model name")), platform.processor())
         print(f"machine: {model}, Python {platform.python_version()}")
         state = ["--state-dir", str(config.state_dir)]
-        for script, extra in (("render_bench.py", []), ("compare_cli.py", [])):
+        for script in ("render_bench.py", "compare_cli.py"):
             subprocess.run([sys.executable, str(HERE / script), "--runs", str(args.runs),
-                            *state, *extra], check=True)
+                            *state], check=True)
         if args.scale_sizes:
             subprocess.run([sys.executable, str(HERE / "scale.py"), "--sizes",
                             args.scale_sizes, *state], check=True)

@@ -140,10 +140,15 @@ def main(argv: list[str] | None = None) -> int:
                         "measured fetch-and-upload overhead)")
     args = parser.parse_args(argv)
     site = load_site(args.site)
-    scaling = site.autoscaling
+    group = site.group(None)
+    if group is None:
+        print(f"error: {args.site}: the model takes a site of one worker group "
+              f"(got {len(site.groups)})", file=sys.stderr)
+        return 2
+    scaling = group.autoscaling
     result = simulate(
-        jobs=args.jobs, job_seconds=args.job_minutes * 60, min_size=site.workers.min,
-        max_size=args.max, desired=site.workers.desired, cpu_high=scaling.cpu_high,
+        jobs=args.jobs, job_seconds=args.job_minutes * 60, min_size=group.min,
+        max_size=args.max, desired=group.desired, cpu_high=scaling.cpu_high,
         cpu_low=scaling.cpu_low, granularity=scaling.granularity,
         evaluation_periods=scaling.evaluation_periods, cooldown=scaling.cooldown,
         up_step=scaling.scale_up_step, down_step=scaling.scale_down_step,

@@ -164,7 +164,7 @@ def run(args: argparse.Namespace, work: Path, config: Any) -> int:
     print(f"site {args.site.name}: step +{scaling.scale_up_step}/-{scaling.scale_down_step}, "
           f"cooldown {scaling.cooldown} s, {scaling.granularity} s x "
           f"{scaling.evaluation_periods} buckets, thresholds {scaling.cpu_high:g}/"
-          f"{scaling.cpu_low:g} %, workers {site.workers.min}..{args.max}", flush=True)
+          f"{scaling.cpu_low:g} %, workers {site.groups[0].min}..{args.max}", flush=True)
     print(f"queue: {args.jobs} jobs x {args.job_seconds:g} s "
           f"({args.jobs * args.job_seconds / 60:.0f} worker-minutes), boot "
           f"{args.boot_seconds:g} s, {args.between_seconds:g} s between jobs", flush=True)
@@ -293,14 +293,19 @@ def main(argv: list[str] | None = None) -> int:
     except HeatgenError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    group = site.group(None)
+    if group is None:
+        print(f"error: {args.site}: the bench takes a site of one worker group "
+              f"(got {len(site.groups)})", file=sys.stderr)
+        return 2
     scaling = site.autoscaling
     if scaling.telemetry != "gnocchi" or scaling.granularity != telemetry.GRANULARITY:
         print(f"error: {args.site}: autoscaling: the sandbox measures with Gnocchi in "
               f"{telemetry.GRANULARITY} s buckets (got telemetry {scaling.telemetry.value}, "
               f"granularity {scaling.granularity})", file=sys.stderr)
         return 2
-    if not site.workers.min <= args.max:
-        print(f"error: --max {args.max} is below workers.min {site.workers.min}",
+    if not group.min <= args.max:
+        print(f"error: --max {args.max} is below {group.where}.min {group.min}",
               file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="heatgen-scaling-"))

@@ -4,6 +4,7 @@ JSON output. (The same commands against a real Heat: tests/integration.)"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -134,6 +135,38 @@ def test_deploy_creates_and_prints_a_summary_not_every_output(run: Run, cloud: F
            f"heatgen outputs {THESIS}" in out
     assert "worker_server_ids" not in out
     assert "heatgen: creating stack bergen-grid" in err
+    # No group size among the outputs: the summary counts the members as listed (none here).
+    assert "workers:  0\n" in out
+    assert ("resources", 1) in cloud.calls
+
+
+def test_deploy_summary_counts_a_created_grid_from_its_outputs(
+        run: Run, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A completed create has every member CREATE_COMPLETE: the size output says how many,
+    and the members are not listed."""
+    create = cloud.create_stack
+
+    def create_sized(fields: Any) -> str:
+        stack_id = create(fields)
+        cloud.stacks[stack_id].outputs = {"worker_count": 4}
+        return stack_id
+
+    monkeypatch.setattr(cloud, "create_stack", create_sized)
+    code, out, err = run("deploy", THESIS)
+    assert code == 0, err
+    assert "workers:  4 (CREATE_COMPLETE 4)\n" in out
+    assert not [call for call in cloud.calls if call[0] == "resources"]
+
+
+def test_deploy_summary_lists_the_members_after_an_update(run: Run, cloud: FakeCloud) -> None:
+    """After an update members may be in different states: they are listed."""
+    stack = _grid(cloud, members=3)
+    stack.resources[0] = dataclasses.replace(stack.resources[0], status="UPDATE_COMPLETE")
+    code, out, err = run("deploy", THESIS, "--yes")
+    assert code == 0, err
+    assert "UPDATE_COMPLETE in" in out
+    assert "workers:  3 (CREATE_COMPLETE 2, UPDATE_COMPLETE 1)\n" in out
+    assert ("resources", 1) in cloud.calls
 
 
 def test_deploy_in_the_sandbox_names_the_missing_network(run: Run, cloud: FakeCloud) -> None:

@@ -25,6 +25,7 @@ from heatgen.errors import ExitStatus, UsageError
 if TYPE_CHECKING:
     from heatgen.cli.output import ConsoleReporter
     from heatgen.cloud.connect import Target
+    from heatgen.config.model import Site
 
 
 def register(sub: Any) -> None:
@@ -115,9 +116,18 @@ def _reporter(args: argparse.Namespace) -> ConsoleReporter:
     return ConsoleReporter(progress=False) if args.verbose else ConsoleReporter()
 
 
-def _statuses(target: Target, stack: Any) -> list[str]:
+def _statuses(target: Target, site: Site, stack: Any) -> list[str]:
+    """Each member's status, for the summary. After a completed create every member is
+    CREATE_COMPLETE and each group's size is among the outputs the wait has read, so the
+    members are not listed (a listing brings about 1 KiB per member)."""
     from heatgen.cloud.group import group_members
+    from heatgen.contract import GridOutputs
 
+    if stack.status == "CREATE_COMPLETE":
+        sizes = [GridOutputs.of(stack.outputs, group.names).worker_count
+                 for group in site.groups]
+        if all(size is not None for size in sizes):
+            return ["CREATE_COMPLETE"] * sum(size or 0 for size in sizes)
     return [member.status for member in group_members(target.cloud, stack)]
 
 
@@ -176,8 +186,8 @@ def _deploy(args: argparse.Namespace) -> int:
         from heatgen.ops.inspect import shown_outputs
 
         print(f"stack {site.site} {stack.status} in {result.elapsed:.1f} s")
-        print_summary(shown_outputs(stack, show_secrets=False), _statuses(target, stack),
-                      target.sandbox, args.site)
+        print_summary(shown_outputs(stack, show_secrets=False),
+                      _statuses(target, site, stack), target.sandbox, args.site)
     return 0
 
 

@@ -300,6 +300,51 @@ def test_interrupted_scale_says_the_full_command(run: Run, cloud: FakeCloud,
     assert f"Run `heatgen scale {THESIS} --workers 6` again to attach to it" in err
 
 
+BAD_NUMBERS = [
+    (("deploy", THESIS, "--timeout"), "-5", "a number of seconds > 0"),
+    (("deploy", THESIS, "--timeout"), "0", "a number of seconds > 0"),
+    (("deploy", THESIS, "--timeout"), "nan", "a number of seconds > 0"),
+    (("deploy", THESIS, "--stall-timeout"), "nan", "a number of seconds >= 0"),
+    (("deploy", THESIS, "--stall-timeout"), "-1", "a number of seconds >= 0"),
+    (("scale", THESIS, "--workers", "3", "--timeout"), "inf", "a number of seconds > 0"),
+    (("scale", THESIS, "--workers", "3", "--drain", "--drain-timeout"), "nan",
+     "a number of seconds >= 0"),
+    (("delete", THESIS, "--yes", "--timeout"), "-1", "a number of seconds > 0"),
+    (("autoscale", THESIS, "--interval"), "nan", "a number of seconds > 0"),
+    (("autoscale", THESIS, "--timeout"), "x", "a number of seconds > 0"),
+    (("sandbox", "up", "--heat-port"), "70000", "a TCP port from 1 to 65535"),
+    (("sandbox", "up", "--keystone-port"), "0", "a TCP port from 1 to 65535"),
+    (("sandbox", "up", "--timeout"), "-3", "a number of seconds > 0"),
+    (("sandbox", "load", THESIS, "--cpu"), "150", "a percentage from 0 to 100"),
+    (("sandbox", "load", THESIS, "--cpu", "50", "--duration"), "0", "a number of seconds > 0"),
+]
+
+
+@pytest.mark.parametrize(("command", "value", "expected"), BAD_NUMBERS,
+                         ids=[f"{' '.join(c[0][:1] + c[0][-1:])} {c[1]}" for c in BAD_NUMBERS])
+def test_a_bad_number_is_refused_before_anything_is_sent(
+        run: Run, cloud: FakeCloud, capsys: Any,
+        command: tuple[str, ...], value: str, expected: str) -> None:
+    """A negative, zero, infinite or not-a-number time budget (and a port or percentage out of
+    range) is a usage error naming the option; no request reaches the cloud. A --timeout of -5
+    used to create the stack and then report it "still CREATE_IN_PROGRESS after -5 s"."""
+    _grid(cloud, members=2)
+    before = list(cloud.calls)
+    with pytest.raises(SystemExit) as exited:
+        run(*command, value)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {command[-1]}: must be {expected} (got {value!r})" in err
+    assert "Traceback" not in err
+    assert cloud.calls == before
+
+
+def test_good_numbers_pass_as_they_are() -> None:
+    assert common.positive_seconds("1.5") == 1.5 and common.seconds("0") == 0.0
+    assert common.port("65535") == 65535 and common.percent("0") == 0.0
+    assert common.percent("100") == 100.0
+
+
 # --- status, outputs, events, alarms, delete -----------------------------------------------
 
 

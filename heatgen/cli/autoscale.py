@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
     add_site(auto)
     add_pool_options(auto)
     auto.add_argument("--once", action="store_true", help="make one decision and exit")
-    auto.add_argument("--interval", type=float, metavar="S",
+    auto.add_argument("--interval", type=common.positive_seconds, metavar="S",
                       help="seconds between decisions (default: autoscaling.interval)")
     auto.add_argument("--dry-run", action="store_true",
                       help="decide and print, change nothing")
@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
                            "text format (for node_exporter's textfile collector)")
     auto.add_argument("--decisions", type=int, metavar="N",
                       help="stop after N decisions (default: run until SIGTERM)")
-    auto.add_argument("--timeout", type=float, default=1800.0, metavar="S",
+    auto.add_argument("--timeout", type=common.positive_seconds, default=1800.0, metavar="S",
                       help="longest a resize may take (default 1800)")
     auto.set_defaults(func=_autoscale)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -15,6 +16,49 @@ if TYPE_CHECKING:
     from heatgen.config import Site
 
 
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def seconds(text: str) -> float:
+    """An option's number of seconds that may be 0: finite, >= 0."""
+    value = _number(text)
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0 (got {text!r})")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """An option's number of seconds: finite, > 0."""
+    value = _number(text)
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0 (got {text!r})")
+    return value
+
+
+def percent(text: str) -> float:
+    """A percentage: 0 to 100."""
+    value = _number(text)
+    if value is None or not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be a percentage from 0 to 100 (got {text!r})")
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port: 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 1 to 65535 (got {text!r})")
+    return value
+
+
 def add_site(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("site", metavar="SITE.yaml", help="the site config")
     parser.add_argument(
@@ -25,14 +69,14 @@ def add_site(parser: argparse.ArgumentParser) -> None:
 
 
 def add_waiting(parser: argparse.ArgumentParser, default_help: str) -> None:
-    parser.add_argument("--timeout", type=float, metavar="S", help=default_help)
+    parser.add_argument("--timeout", type=positive_seconds, metavar="S", help=default_help)
     parser.add_argument("--no-wait", action="store_true", help="return once Heat accepted it")
     parser.add_argument(
         "--wait-for-idle", action="store_true",
         help="if the stack is busy with another operation, wait for it instead of failing",
     )
     parser.add_argument(
-        "--stall-timeout", type=float, default=300.0, metavar="S",
+        "--stall-timeout", type=seconds, default=300.0, metavar="S",
         help="give up waiting (exit 5, the stack left alone) after S seconds without a new "
         "event, beyond what a running step (the master's wait condition) may take; 0: never "
         "(default 300)",

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from heatgen.cli.common import percent, port, positive_seconds
+
 if TYPE_CHECKING:
     from heatgen.sandbox.control import SandboxStatus
     from heatgen.sandbox.settings import SandboxConfig
@@ -61,13 +63,13 @@ def register(sub: Any) -> None:
     )
 
     up = actions.add_parser("up", parents=[common], help="start in the background and wait")
-    up.add_argument("--keystone-port", type=int, help="Identity API port (default 15000)")
-    up.add_argument("--heat-port", type=int, help="Orchestration API port (default 18004)")
-    up.add_argument("--cfn-port", type=int, help="CloudFormation API port (default 18000)")
+    up.add_argument("--keystone-port", type=port, help="Identity API port (default 15000)")
+    up.add_argument("--heat-port", type=port, help="Orchestration API port (default 18004)")
+    up.add_argument("--cfn-port", type=port, help="CloudFormation API port (default 18000)")
     up.add_argument("--backend", choices=["sqlite", "postgres"],
                     help="database backend (default sqlite: no system packages needed)")
-    up.add_argument("--postgres-port", type=int, help="PostgreSQL port (default 15432)")
-    up.add_argument("--timeout", type=float, default=180.0,
+    up.add_argument("--postgres-port", type=port, help="PostgreSQL port (default 15432)")
+    up.add_argument("--timeout", type=positive_seconds, default=180.0,
                     help="seconds to wait for Heat to answer (default 180)")
     up.add_argument("--reset", action="store_true",
                     help="delete all sandbox data (stacks, users) first; passwords are kept "
@@ -81,8 +83,8 @@ def register(sub: Any) -> None:
                     "boots its user data as a sandbox host (network, mount and PID namespaces "
                     "over a cached Debian 13 root with HTCondor; built on first use, about a "
                     "minute); needs root; remembered like the ports")
-    up.add_argument("--gnocchi-port", type=int, help="Metric API port (default 18041)")
-    up.add_argument("--aodh-port", type=int, help="Alarming API port (default 18042)")
+    up.add_argument("--gnocchi-port", type=port, help="Metric API port (default 18041)")
+    up.add_argument("--aodh-port", type=port, help="Alarming API port (default 18042)")
     up.set_defaults(func=_up)
 
     down = actions.add_parser("down", parents=[common], help="stop; stacks are kept")
@@ -133,9 +135,9 @@ def register(sub: Any) -> None:
     load.add_argument("site", type=Path, metavar="SITE.yaml", help="the site config")
     load.add_argument("--group", metavar="NAME", default=None,
                       help="the worker group to load (needed when the site has several)")
-    load.add_argument("--cpu", type=float, required=True, metavar="PERCENT",
+    load.add_argument("--cpu", type=percent, required=True, metavar="PERCENT",
                       help="CPU load of every worker, 0-100")
-    load.add_argument("--duration", type=float, default=None, metavar="S",
+    load.add_argument("--duration", type=positive_seconds, default=None, metavar="S",
                       help="stop after S seconds (default: until Ctrl-C)")
     load.set_defaults(func=_load)
 

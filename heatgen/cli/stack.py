@@ -81,7 +81,7 @@ def register(sub: Any) -> None:
     scale.add_argument("--drain", action="store_true",
                        help="when too few workers are idle, drain busy ones gracefully "
                        "(condor_drain -graceful) and remove them once idle")
-    scale.add_argument("--drain-timeout", type=float, metavar="S",
+    scale.add_argument("--drain-timeout", type=common.seconds, metavar="S",
                        help="seconds --drain waits for drained workers to become idle, at "
                        "most the site's condor.retirement_time (the default), after which "
                        "HTCondor would evict their jobs; on timeout heatgen cancels the "
@@ -102,7 +102,7 @@ def register(sub: Any) -> None:
     )
     add_site(delete)
     delete.add_argument("--yes", action="store_true", help="do not ask")
-    delete.add_argument("--timeout", type=float, default=1800.0, metavar="S",
+    delete.add_argument("--timeout", type=common.positive_seconds, default=1800.0, metavar="S",
                         help="seconds to wait (default 1800)")
     delete.add_argument("--no-wait", action="store_true", help="return once Heat accepted it")
     delete.add_argument("--verbose", action="store_true",

@@ -11,6 +11,7 @@ HTCondor evicts draining jobs after that, so a longer wait would only watch them
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -92,7 +93,7 @@ def check_request(request: ScaleRequest, site: Site | None = None) -> None:
     if request.force and request.drain:
         problems.append("--force and --drain exclude each other")
     timeout = request.drain_timeout
-    if timeout is not None and timeout < 0:
+    if timeout is not None and not (math.isfinite(timeout) and timeout >= 0):
         problems.append(f"--drain-timeout must be >= 0 (got {timeout:g})")
     elif timeout is not None and site is not None and timeout > site.condor.retirement_time:
         retirement = site.condor.retirement_time

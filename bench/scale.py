@@ -1,7 +1,8 @@
 """heatgen against the `openstack` CLI on big grids: what each operation costs as the grid grows.
 
     python bench/scale.py [--sizes 10,100,300] [--runs 1] [--state-dir DIR] [--site SITE.yaml]
-                          [--by-kind]
+                          [--by-kind] [--save FILE]
+    python bench/scale.py --tables FILE [FILE ...] [--by-kind]
 
 Needs the `openstack` CLI: `pip install -e '.[sandbox,bench]'`.
 
@@ -30,18 +31,21 @@ to the second: +-1 s). heatgen's deploy counts its sandbox's reads of the master
 handles (two per handle); the CLI's player does not. A second table splits each wait into
 Heat's own span (the stack's first event of the operation to its final one) and what the tool
 added beyond it (start-up, reads before the change, noticing the end). With --by-kind, the
-waits' requests and
-bytes by what they asked (the last run of each size). Then, for each figure, how it grows
-from the smallest size to the largest.
+waits' requests and bytes by what they asked (the last run of each size). Then, for each
+figure, how it grows from the smallest size to the largest.
 
-Without --state-dir a sandbox is started in a temporary directory on free ports and removed at
-the end. Heat's limit of resources per stack must allow the largest grid (3 per worker).
+--save FILE keeps every run's figures; --tables prints the tables again from such files, the
+runs of one size from several files merged (sizes measured on different days side by side,
+the growth table included). Without --state-dir a sandbox is started in a temporary
+directory on free ports and removed at the end. Heat's limit of resources per stack must
+allow the largest grid (3 per worker).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import math
 import os
 import re
@@ -51,7 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -223,10 +227,13 @@ def heat_window(cloud: Any, heat: Any, name: str, op: str) -> tuple[float, float
     return _epoch(own[starts[-1]].time), _epoch(ended[0].time)
 
 
+Runs = dict[tuple[str, str], list[Cost]]  # (operation, tool): each run's cost
+
+
 def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, str],
-                 counter: Counter, cloud: Any, heat: Any) -> dict[tuple[str, str], Cost]:
+                 counter: Counter, cloud: Any, heat: Any) -> Runs:
     target = size + math.ceil(size / 2)
-    costs: dict[tuple[str, str], list[Cost]] = {}
+    costs: Runs = {}
     for index in range(runs):
         names = {tool: f"scale-{tool[:2]}-{size}-{index}" for tool in TOOLS}
         sites = {tool: site_for(source, names[tool], size, work) for tool in TOOLS}
@@ -263,7 +270,60 @@ def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, 
                 stack = cloud.get_stack(name)
                 if stack is not None and not stack.status.startswith("DELETE"):
                     cloud.delete_stack(stack.id)
-    return {key: median_cost(values) for key, values in costs.items()}
+    return costs
+
+
+def medians(runs: Runs) -> dict[tuple[str, str], Cost]:
+    return {key: median_cost(values) for key, values in runs.items()}
+
+
+def save(path: Path, site: str, results: dict[int, Runs]) -> None:
+    """Every run's figures as JSON, for ``--tables`` to print again or merge with others."""
+    document = {"site": site, "sizes": {
+        str(size): {f"{op} {tool}": [asdict(cost) for cost in values]
+                    for (op, tool), values in sorted(runs.items())}
+        for size, runs in sorted(results.items())}}
+    path.write_text(json.dumps(document, indent=1) + "\n")
+
+
+def load(paths: list[Path]) -> tuple[str, dict[int, Runs]]:
+    """The runs of every file given to ``--tables``; the runs of a size in several files add
+    up (the last file's kinds are the ones shown)."""
+    sites: list[str] = []
+    results: dict[int, Runs] = {}
+    for path in paths:
+        try:
+            document = json.loads(path.read_text())
+            sites.append(str(document["site"]))
+            for size, runs in document["sizes"].items():
+                merged = results.setdefault(int(size), {})
+                for key, values in runs.items():
+                    op, tool = key.split(" ")
+                    merged.setdefault((op, tool), []).extend(
+                        Cost(**{**value, "kinds": tuple(tuple(k) for k in value["kinds"])})
+                        for value in values)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise SystemExit(f"error: {path}: not a file of `bench/scale.py --save` "
+                             f"({type(error).__name__}: {error})") from None
+    for size, runs in results.items():
+        missing = [f"{op} {tool}" for op in OPERATIONS for tool in TOOLS
+                   if not runs.get((op, tool))]
+        if missing:
+            raise SystemExit(f"error: {size} workers: no figures for {', '.join(missing)}")
+    return " + ".join(dict.fromkeys(sites)), results
+
+
+def print_tables(site: str, results: dict[int, Runs], by_kind: bool) -> None:
+    print(f"\nheatgen vs openstack CLI on the sandbox, site {site} (telemetry none, max 2 N)")
+    for size in sorted(results):
+        costs = medians(results[size])
+        runs = max(len(values) for values in results[size].values())
+        size_table(size, runs, costs)
+        share_table(size, costs)
+        if by_kind:
+            kinds_table(size, costs)
+    if len(results) > 1:
+        growth_table({size: medians(runs) for size, runs in results.items()})
 
 
 def median_cost(values: list[Cost]) -> Cost:
@@ -348,7 +408,16 @@ def main() -> int:
     parser.add_argument("--site", type=Path, default=REPO / "examples" / "thesis.yaml")
     parser.add_argument("--by-kind", action="store_true",
                         help="also list the waits' requests by what they asked")
+    parser.add_argument("--save", type=Path, metavar="FILE",
+                        help="also write every run's figures to FILE (JSON)")
+    parser.add_argument("--tables", type=Path, nargs="+", metavar="FILE",
+                        help="print the tables of saved runs (several files: their runs "
+                        "merged, sizes side by side) and exit; no sandbox")
     args = parser.parse_args()
+    if args.tables:
+        site, results = load(args.tables)
+        print_tables(site, results, args.by_kind)
+        return 0
     try:
         sizes = sorted({int(size) for size in args.sizes.split(",")})
     except ValueError:
@@ -399,20 +468,14 @@ def measure(args: argparse.Namespace, sizes: list[int], config: Any, work: Path)
         cloud = open_sandbox(config).cloud  # direct: the bench's own reads are not counted
         heat = heat_client.Client("1", session=control.session(config))
         counter = Counter(keystone, heat_proxy)
-        results = {}
+        results: dict[int, Runs] = {}
         for size in sizes:
             print(f"{size} workers", flush=True)
             results[size] = measure_size(size, args.runs, args.site, work, env, counter,
                                          cloud, heat)
-        print(f"\nheatgen vs openstack CLI on the sandbox, site {args.site.name} "
-              "(telemetry none, max 2 N)")
-        for size in sizes:
-            size_table(size, args.runs, results[size])
-            share_table(size, results[size])
-            if args.by_kind:
-                kinds_table(size, results[size])
-        if len(sizes) > 1:
-            growth_table(results)
+        if args.save is not None:
+            save(args.save, args.site.name, results)
+        print_tables(args.site.name, results, args.by_kind)
     finally:
         heat_proxy.stop()
         keystone.stop()

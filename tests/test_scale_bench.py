@@ -1,0 +1,59 @@
+"""The tables of bench/scale.py from saved runs (no sandbox)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+from scale import OPERATIONS, TOOLS, Cost, load, medians, save  # noqa: E402
+
+
+def _runs(size: int, seconds: list[float]) -> dict[tuple[str, str], list[Cost]]:
+    """Each operation and tool, one cost per run: ``seconds`` scaled by the grid's size."""
+    return {
+        (op, tool): [Cost(s * size, requests=size + i, received=1024 * size, lag=1.0 + i,
+                          kinds=(("GET stack/events", size, 1024 * size),),
+                          span=s * size - 2.0)
+                     for i, s in enumerate(seconds)]
+        for op in OPERATIONS for tool in TOOLS
+    }
+
+
+def test_saved_runs_load_back_and_merge_by_size(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    save(first, "thesis.yaml", {10: _runs(10, [1.0, 3.0])})
+    save(second, "thesis.yaml", {10: _runs(10, [2.0]), 300: _runs(300, [1.0, 2.0, 4.0])})
+    site, results = load([first, second])
+    assert site == "thesis.yaml"
+    assert sorted(results) == [10, 300]
+    assert [c.seconds for c in results[10][("scale", "heatgen")]] == [10.0, 30.0, 20.0]
+    assert results[10][("deploy", "openstack")][0].kinds == (("GET stack/events", 10, 10240),)
+    costs = medians(results[300])
+    assert costs[("deploy", "heatgen")].seconds == 600.0
+    assert costs[("deploy", "heatgen")].own == 2.0  # median wall time - median span
+
+
+def test_tables_print_medians_and_growth_without_a_sandbox(tmp_path: Path) -> None:
+    saved = tmp_path / "runs.json"
+    save(saved, "thesis.yaml", {10: _runs(10, [1.0, 2.0, 3.0]), 300: _runs(300, [1.0, 2.0])})
+    shown = subprocess.run([sys.executable, str(BENCH / "scale.py"), "--tables", str(saved)],
+                           capture_output=True, text=True, check=True).stdout
+    assert "10 workers (scale to 15); heatgen / openstack CLI, 3 runs, medians" in shown
+    assert "| deploy | 20.0 | 20.0 | 1.00 | 11 / 11 | 1.00 | 10 / 10 | 1.00 | 2.0 / 2.0 |" in shown
+    assert "growth from 10 to 300 workers (30x the grid)" in shown
+    # 300 workers: median of 300 and 600 s; 10 workers: 20 s
+    assert "| scale | heatgen | 22.5x | 27.3x | 30.0x |" in shown
+
+
+def test_a_file_that_is_not_saved_runs_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"sizes": {}}')
+    done = subprocess.run([sys.executable, str(BENCH / "scale.py"), "--tables", str(bad)],
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert f"error: {bad}: not a file of `bench/scale.py --save`" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from heatgen.config import ScaleIn, load_site
+from heatgen.config import Group, ScaleIn, Site, load_site
 
 IDLE_CPU = 2.0  # percent an idle HTCondor worker burns
 
@@ -119,6 +119,15 @@ def simulate(*, jobs: int, job_seconds: float, min_size: int, max_size: int, des
     return Result(now, jobs * job_seconds, peak, ups, downs, lost)
 
 
+def only_group(site: Site, path: Path) -> Group | None:
+    """The site's one worker group; None, said on stderr, for a site of several."""
+    group = site.group(None)
+    if group is None:
+        print(f"error: {path}: the bench takes a site of one worker group "
+              f"(got {len(site.groups)})", file=sys.stderr)
+    return group
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("site", type=Path, nargs="?",
@@ -140,10 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                         "measured fetch-and-upload overhead)")
     args = parser.parse_args(argv)
     site = load_site(args.site)
-    group = site.group(None)
+    group = only_group(site, args.site)
     if group is None:
-        print(f"error: {args.site}: the model takes a site of one worker group "
-              f"(got {len(site.groups)})", file=sys.stderr)
         return 2
     scaling = group.autoscaling
     result = simulate(

@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from scaling_factor import IDLE_CPU, simulate  # noqa: E402
+from scaling_factor import IDLE_CPU, only_group, simulate  # noqa: E402
 
 from heatgen.config import ScaleIn, load_site  # noqa: E402
 
@@ -293,10 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     except HeatgenError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    group = site.group(None)
+    group = only_group(site, args.site)
     if group is None:
-        print(f"error: {args.site}: the bench takes a site of one worker group "
-              f"(got {len(site.groups)})", file=sys.stderr)
         return 2
     scaling = site.autoscaling
     if scaling.telemetry != "gnocchi" or scaling.granularity != telemetry.GRANULARITY:

@@ -86,7 +86,9 @@ class Cost:
     requests: int
     received: int  # answer bytes
     lag: float | None = None  # seconds after Heat's final event
-    kinds: tuple[tuple[str, int, int], ...] = ()  # (what was asked, requests, bytes)
+    # (what was asked, requests, bytes, seconds heat-api or Keystone took to answer them;
+    # None in runs saved before that was measured)
+    kinds: tuple[tuple[str, int, int, float | None], ...] = ()
     span: float | None = None  # Heat's own time: the stack's first event to its final one
 
     @property
@@ -113,13 +115,14 @@ class Counter:
         return [(proxy.name, r) for proxy, mark in zip(self.proxies, self.marks, strict=True)
                 for r in proxy.records[mark:]]
 
-    def kinds(self) -> dict[str, tuple[int, int]]:
-        """Requests and answer bytes since ``mark``, by what was asked (see :func:`kind`)."""
-        out: dict[str, tuple[int, int]] = {}
+    def kinds(self) -> dict[str, tuple[int, int, float]]:
+        """Requests, answer bytes and the seconds upstream took to answer them, since
+        ``mark``, by what was asked (see :func:`kind`)."""
+        out: dict[str, tuple[int, int, float]] = {}
         for name, record in self.records():
             key = kind(name, record.method, record.path)
-            count, received = out.get(key, (0, 0))
-            out[key] = (count + 1, received + record.received)
+            count, received, seconds = out.get(key, (0, 0, 0.0))
+            out[key] = (count + 1, received + record.received, seconds + record.seconds)
         return out
 
 
@@ -253,7 +256,8 @@ def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, 
                     seconds = time.monotonic() - started
                     ended = time.time()
                     requests, received = counter.since()
-                    kinds = tuple((k, n, b) for k, (n, b) in sorted(counter.kinds().items()))
+                    kinds = tuple((k, n, b, round(t, 3))
+                                  for k, (n, b, t) in sorted(counter.kinds().items()))
                     if player is not None:
                         player.done.set()
                     lag = span = None
@@ -300,7 +304,7 @@ def load(paths: list[Path]) -> tuple[str, dict[int, Runs]]:
                 for key, values in runs.items():
                     op, tool = key.split(" ")
                     merged.setdefault((op, tool), []).extend(
-                        Cost(**{**value, "kinds": tuple(tuple(k) for k in value["kinds"])})
+                        Cost(**{**value, "kinds": tuple(_kind(k) for k in value["kinds"])})
                         for value in values)
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise SystemExit(f"error: {path}: not a file of `bench/scale.py --save` "
@@ -311,6 +315,14 @@ def load(paths: list[Path]) -> tuple[str, dict[int, Runs]]:
         if missing:
             raise SystemExit(f"error: {size} workers: no figures for {', '.join(missing)}")
     return " + ".join(dict.fromkeys(sites)), results
+
+
+def _kind(saved: list[Any]) -> tuple[str, int, int, float | None]:
+    """One saved (what, requests, bytes[, seconds]): runs saved before the seconds were
+    measured have three."""
+    what, count, received, *seconds = saved
+    return (str(what), int(count), int(received),
+            None if not seconds or seconds[0] is None else float(seconds[0]))
 
 
 def print_tables(site: str, results: dict[int, Runs], by_kind: bool) -> None:
@@ -377,13 +389,14 @@ def size_table(size: int, runs: int, costs: dict[tuple[str, str], Cost]) -> None
 def kinds_table(size: int, costs: dict[tuple[str, str], Cost]) -> None:
     """The waits' requests by what they asked (the last run of the size)."""
     print(f"\n{size} workers: the waits' requests by what was asked (last run): "
-          "requests, KiB received")
-    print("| operation | tool | asked | requests | KiB |")
-    print("| --- | --- | --- | --- | --- |")
+          "requests, KiB received, seconds Keystone or heat-api took to answer them")
+    print("| operation | tool | asked | requests | KiB | s answering |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for op in WAITS:
         for tool in TOOLS:
-            for what, count, received in costs[(op, tool)].kinds:
-                print(f"| {op} | {tool} | `{what}` | {count} | {received / 1024:.0f} |")
+            for what, count, received, seconds in costs[(op, tool)].kinds:
+                print(f"| {op} | {tool} | `{what}` | {count} | {received / 1024:.0f} "
+                      f"| {'-' if seconds is None else f'{seconds:.2f}'} |")
 
 
 def growth_table(results: dict[int, dict[tuple[str, str], Cost]]) -> None:

@@ -100,6 +100,7 @@ class Record:
     status: int | None  # what upstream answered (None when it never saw the request)
     sent: int = 0  # request body bytes
     received: int = 0  # answer body bytes the client got
+    seconds: float = 0.0  # how long upstream took to answer it (sent to answer read)
 
 
 @dataclass
@@ -222,6 +223,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault == "delay":
             time.sleep(delay)
+        asked = time.monotonic()
         try:
             status, reason, headers, answer = self._forward(body)
         except OSError:
@@ -232,7 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
             answer = answer.replace(old, new)
         lost = fault == "lost"
         proxy.record(Record(self.command, self.path, fault, status, len(body),
-                            0 if lost else len(answer)))
+                            0 if lost else len(answer), time.monotonic() - asked))
         subject = next((v for k, v in headers if k.lower() == "x-subject-token"), None)
         if subject:
             with proxy._lock:

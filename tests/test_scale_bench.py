@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
-from scale import OPERATIONS, TOOLS, Cost, load, medians, save  # noqa: E402
+from scale import OPERATIONS, TOOLS, Cost, Counter, load, medians, save  # noqa: E402
+
+from tests.faultproxy import FaultProxy  # noqa: E402
 
 
 def _runs(size: int, seconds: list[float]) -> dict[tuple[str, str], list[Cost]]:
     """Each operation and tool, one cost per run: ``seconds`` scaled by the grid's size."""
     return {
         (op, tool): [Cost(s * size, requests=size + i, received=1024 * size, lag=1.0 + i,
-                          kinds=(("GET stack/events", size, 1024 * size),),
+                          kinds=(("GET stack/events", size, 1024 * size, 0.5 * size),),
                           span=s * size - 2.0)
                      for i, s in enumerate(seconds)]
         for op in OPERATIONS for tool in TOOLS
@@ -31,7 +38,8 @@ def test_saved_runs_load_back_and_merge_by_size(tmp_path: Path) -> None:
     assert site == "thesis.yaml"
     assert sorted(results) == [10, 300]
     assert [c.seconds for c in results[10][("scale", "heatgen")]] == [10.0, 30.0, 20.0]
-    assert results[10][("deploy", "openstack")][0].kinds == (("GET stack/events", 10, 10240),)
+    assert results[10][("deploy", "openstack")][0].kinds == (
+        ("GET stack/events", 10, 10240, 5.0),)
     costs = medians(results[300])
     assert costs[("deploy", "heatgen")].seconds == 600.0
     assert costs[("deploy", "heatgen")].own == 2.0  # median wall time - median span
@@ -57,3 +65,74 @@ def test_a_file_that_is_not_saved_runs_is_named(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"error: {bad}: not a file of `bench/scale.py --save`" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_runs_saved_before_answer_times_were_measured_still_load(tmp_path: Path) -> None:
+    saved = tmp_path / "old.json"
+    save(saved, "thesis.yaml", {10: _runs(10, [1.0])})
+    document = json.loads(saved.read_text())
+    for values in document["sizes"]["10"].values():
+        for value in values:
+            value["kinds"] = [kind[:3] for kind in value["kinds"]]
+    saved.write_text(json.dumps(document))
+    _, results = load([saved])
+    assert results[10][("scale", "heatgen")][0].kinds == (("GET stack/events", 10, 10240, None),)
+    shown = subprocess.run(
+        [sys.executable, str(BENCH / "scale.py"), "--tables", str(saved), "--by-kind"],
+        capture_output=True, text=True, check=True).stdout
+    assert "| scale | heatgen | `GET stack/events` | 10 | 10 | - |" in shown
+
+
+class _Slow(BaseHTTPRequestHandler):
+    """An upstream that takes 0.3 s to answer a PATCH and answers a GET at once."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        if self.command == "PATCH":
+            time.sleep(0.3)
+        body = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_PATCH = _answer
+
+
+def test_the_proxies_time_each_answer_and_the_kinds_add_them_up() -> None:
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    serving = threading.Thread(target=upstream.serve_forever, kwargs={"poll_interval": 0.05},
+                               daemon=True)
+    serving.start()
+    keystone = FaultProxy(upstream.server_address[1], name="keystone")
+    heat = FaultProxy(upstream.server_address[1], name="heat")
+    try:
+        keystone.start()
+        heat.start()
+        counter = Counter(keystone, heat)
+        counter.mark()
+        stack = "/v1/p/stacks/grid/0b7c2a1e-5f3d-4c2b-9a8e-1d2c3b4a5f6e"
+        for method in ("PATCH", "GET", "GET"):
+            connection = http.client.HTTPConnection("127.0.0.1", heat.port, timeout=10)
+            connection.request(method, stack, body=b"{}" if method == "PATCH" else None)
+            assert connection.getresponse().read() == b'{"ok": true}'
+            connection.close()
+        kinds = counter.kinds()
+        assert sorted(kinds) == ["GET stack", "PATCH stack"]
+        patches, patched, patch_seconds = kinds["PATCH stack"]
+        gets, _, get_seconds = kinds["GET stack"]
+        assert (patches, patched, gets) == (1, 12, 2)
+        assert 0.3 <= patch_seconds < 5.0
+        assert get_seconds < patch_seconds
+    finally:
+        heat.stop()
+        keystone.stop()
+        upstream.shutdown()
+        upstream.server_close()
+        serving.join(timeout=5)

@@ -9,7 +9,10 @@ Needs the `openstack` CLI: `pip install -e '.[sandbox,bench]'`.
 For each size N, on the sandbox, a thesis-shaped site (examples/thesis.yaml with telemetry
 none, N workers, max 2 N) gets the same operations from both tools, one after the other on
 two stacks of their own: deploy N workers, scale to 1.5 N, status, events (the last 20),
-outputs, delete. What the CLI runs for each:
+outputs, delete. The tools take turns going first (heatgen in odd runs, the CLI in even
+ones), and before each command the bench waits until the sandbox's processes are idle (under
+5 % of a core for 2 s in a row, at most 120 s), so that neither command is timed while Heat
+still works on the other's. What the CLI runs for each:
 
     deploy   openstack stack create --wait -t grid.yaml -e grid-env.yaml -e sandbox.yaml NAME
              (rendered by `heatgen render` beforehand; a thread plays the master's signal
@@ -126,6 +129,63 @@ class Counter:
         return out
 
 
+def tree_cpu_seconds(roots: list[int]) -> float:
+    """CPU seconds (user + system, every thread) used so far by ``roots`` and their children
+    (PostgreSQL runs one child per connection); processes that are gone count nothing."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if pid in roots or ppid in roots:
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class Settler:
+    """Waits, before each timed command, until the sandbox's processes are idle: Heat may
+    still be finishing the previous command's work (the other tool's, on its own stack), and
+    that work would otherwise be counted in the next command's time.
+
+    Idle: under ``quiet`` of one core over each of ``windows`` windows of ``window`` seconds
+    in a row; gives up after ``longest`` seconds. ``cpu`` reads the processes' CPU seconds."""
+
+    def __init__(self, cpu: Any, *, quiet: float = 0.05, window: float = 1.0, windows: int = 2,
+                 longest: float = 120.0, clock: Any = time.monotonic,
+                 sleep: Any = time.sleep) -> None:
+        self.cpu, self.quiet, self.window, self.windows = cpu, quiet, window, windows
+        self.longest, self.clock, self.sleep = longest, clock, sleep
+
+    def settle(self) -> tuple[float, bool]:
+        """Seconds waited, and whether the processes did go idle in that time."""
+        started = self.clock()
+        calm, used = 0, self.cpu()
+        while calm < self.windows:
+            if self.clock() - started >= self.longest:
+                return self.clock() - started, False
+            self.sleep(self.window)
+            now = self.cpu()
+            calm = calm + 1 if now - used < self.quiet * self.window else 0
+            used = now
+        return self.clock() - started, True
+
+
+def sandbox_cpu(config: Any) -> Any:
+    """A reader of the CPU seconds the sandbox's processes (Heat, Keystone, PostgreSQL) used."""
+    from heatgen.sandbox import control
+
+    roots = [p.pid for p in control.status(config, probe=False).processes if p.pid is not None]
+    return lambda: tree_cpu_seconds(roots)
+
+
+def tool_order(index: int) -> tuple[str, ...]:
+    """Which tool goes first in run ``index``: each in turn, so that neither always follows the
+    other's command."""
+    return TOOLS if index % 2 == 0 else TOOLS[::-1]
+
+
 def kind(proxy: str, method: str, path: str) -> str:
     """What a request asked, without names, ids or values: ``GET stack/events?limit,marker``."""
     if proxy == "keystone":
@@ -234,7 +294,7 @@ Runs = dict[tuple[str, str], list[Cost]]  # (operation, tool): each run's cost
 
 
 def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, str],
-                 counter: Counter, cloud: Any, heat: Any) -> Runs:
+                 counter: Counter, cloud: Any, heat: Any, settler: Settler) -> Runs:
     target = size + math.ceil(size / 2)
     costs: Runs = {}
     for index in range(runs):
@@ -244,7 +304,8 @@ def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, 
         run([*HEATGEN, "render", str(sites["openstack"]), "-o", str(rendered)], env)
         try:
             for op in OPERATIONS:
-                for tool in TOOLS:
+                for tool in tool_order(index):
+                    waited, idle = settler.settle()
                     player = None
                     if tool == "openstack" and op == "deploy":
                         player = MasterPlayer(cloud, names[tool], timeout=600)
@@ -268,7 +329,9 @@ def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, 
                     costs.setdefault((op, tool), []).append(
                         Cost(seconds, requests, received, lag, kinds, span))
                     print(f"  {size:>4} workers, run {index + 1}: {tool:<9} {op:<7} "
-                          f"{seconds:7.1f} s {requests:5} requests", flush=True)
+                          f"{seconds:7.1f} s {requests:5} requests (after "
+                          f"{waited:.0f} s for an idle sandbox{'' if idle else ', not idle'})",
+                          flush=True)
         finally:
             for name in names.values():
                 stack = cloud.get_stack(name)
@@ -481,11 +544,12 @@ def measure(args: argparse.Namespace, sizes: list[int], config: Any, work: Path)
         cloud = open_sandbox(config).cloud  # direct: the bench's own reads are not counted
         heat = heat_client.Client("1", session=control.session(config))
         counter = Counter(keystone, heat_proxy)
+        settler = Settler(sandbox_cpu(config))
         results: dict[int, Runs] = {}
         for size in sizes:
             print(f"{size} workers", flush=True)
             results[size] = measure_size(size, args.runs, args.site, work, env, counter,
-                                         cloud, heat)
+                                         cloud, heat, settler)
         if args.save is not None:
             save(args.save, args.site.name, results)
         print_tables(args.site.name, results, args.by_kind)

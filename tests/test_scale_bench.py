@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -14,7 +15,18 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
-from scale import OPERATIONS, TOOLS, Cost, Counter, load, medians, save  # noqa: E402
+from scale import (  # noqa: E402
+    OPERATIONS,
+    TOOLS,
+    Cost,
+    Counter,
+    Settler,
+    load,
+    medians,
+    save,
+    tool_order,
+    tree_cpu_seconds,
+)
 
 from tests.faultproxy import FaultProxy  # noqa: E402
 
@@ -136,3 +148,54 @@ def test_the_proxies_time_each_answer_and_the_kinds_add_them_up() -> None:
         upstream.shutdown()
         upstream.server_close()
         serving.join(timeout=5)
+
+
+class _Machine:
+    """A clock, a sleep that advances it, and processes whose CPU use per second is scripted."""
+
+    def __init__(self, busy: list[float]) -> None:
+        self.now, self.used, self.busy = 0.0, 0.0, list(busy)
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        share = self.busy.pop(0) if self.busy else 0.0
+        self.now += seconds
+        self.used += share * seconds
+
+    def cpu(self) -> float:
+        return self.used
+
+
+def test_the_settler_waits_for_two_quiet_seconds_in_a_row() -> None:
+    machine = _Machine([0.9, 0.02, 0.6, 0.01, 0.0, 0.8])
+    settler = Settler(machine.cpu, clock=machine.clock, sleep=machine.sleep)
+    assert settler.settle() == (5.0, True)  # busy, quiet, busy, then quiet twice
+    assert machine.busy == [0.8]  # no window looked at after the second quiet one
+
+
+def test_the_settler_gives_up_on_a_sandbox_that_stays_busy() -> None:
+    machine = _Machine([0.5] * 100)
+    settler = Settler(machine.cpu, longest=10.0, clock=machine.clock, sleep=machine.sleep)
+    assert settler.settle() == (10.0, False)
+
+
+def test_the_tools_take_turns_going_first() -> None:
+    assert [tool_order(i)[0] for i in range(4)] == ["heatgen", "openstack"] * 2
+    assert all(sorted(tool_order(i)) == sorted(TOOLS) for i in range(4))
+
+
+def test_the_cpu_of_a_process_and_its_children_is_read_from_proc() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + 0.4\n"
+                              "while time.process_time() < end: pass\ntime.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 20
+        while tree_cpu_seconds([os.getpid()]) - time.process_time() < 0.3:
+            assert time.monotonic() < deadline, "the child's CPU time was never counted"
+            time.sleep(0.05)
+        assert 0.3 <= tree_cpu_seconds([child.pid]) < 5
+        assert tree_cpu_seconds([]) == 0.0
+    finally:
+        child.kill()
+        child.wait()

@@ -1,10 +1,12 @@
 """Every benchmark in one run, on one sandbox: `python bench/run_all.py [--runs N]
-[--scale-sizes 10,100,300]`.
+[--scale-sizes 10,100,300] [--pacing]`.
 
 Starts a sandbox in a temporary directory on free loopback ports (or uses --state-dir),
 prints the render table (bench/render_bench.py) and the heatgen-vs-openstack table
 (bench/compare_cli.py), with --scale-sizes also the big-grid tables (bench/scale.py, long:
-about an hour for 10,100,300 workers), then stops the sandbox. Figures only, no pass/fail.
+about an hour for 10,100,300 workers), with --pacing also Heat's own time for a group by
+member shape and group count (bench/heat_pacing.py, about 15 minutes), then stops the
+sandbox. Figures only, no pass/fail.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ def main() -> int:
     parser.add_argument("--scale-sizes", metavar="N,N,...",
                         help="also run bench/scale.py for grids of these worker counts "
                         "(default: skip it, it is long)")
+    parser.add_argument("--pacing", action="store_true",
+                        help="also run bench/heat_pacing.py (about 15 minutes)")
     args = parser.parse_args()
 
     from heatgen.sandbox import control
@@ -51,6 +55,8 @@ def main() -> int:
         if args.scale_sizes:
             subprocess.run([sys.executable, str(HERE / "scale.py"), "--sizes",
                             args.scale_sizes, *state], check=True)
+        if args.pacing:
+            subprocess.run([sys.executable, str(HERE / "heat_pacing.py"), *state], check=True)
     finally:
         if own:
             control.down(config)

@@ -304,3 +304,36 @@ def test_the_sandbox_heat_forgets_finished_threads_of_a_stack() -> None:
     lines = done.stdout.splitlines()
     assert lines[0] == "Plain 1000 Maximum number of threads reached", lines
     assert lines[1] == "Forgetting 1200 1", lines
+
+
+LITERAL_EVAL = """
+import threading
+from oslo_service import backend
+backend.init_backend(backend.BackendType.THREADING)
+from heat.engine import sync_point
+from heatgen.sandbox.heat_process import one_literal_eval_at_a_time
+
+one_literal_eval_at_a_time(sync_point)
+one_literal_eval_at_a_time(sync_point)  # a second call changes nothing
+key = sync_point.str_pack_tuple((7, True))
+print(sync_point._deserialize({key: {key: 1}}))
+answers = []
+with sync_point.ast.lock:  # while the lock is held, a read waits for it
+    reader = threading.Thread(target=lambda: answers.append(sync_point._str_unpack_tuple(key)))
+    reader.start()
+    reader.join(0.5)
+    print("while locked", answers)
+reader.join(10)
+print("after", answers)
+"""
+
+
+def test_the_sandbox_heat_reads_sync_points_one_at_a_time() -> None:
+    """Heat reads sync points back with ast.literal_eval from many threads; CPython 3.11's AST
+    builder is not safe for that, so the sandbox's Heat takes one lock around it."""
+    pytest.importorskip("heat.engine.sync_point", reason="needs the sandbox extra")
+    done = subprocess.run([sys.executable, "-c", LITERAL_EVAL], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        "{(7, True): {(7, True): 1}}", "while locked []", "after [(7, True)]"]

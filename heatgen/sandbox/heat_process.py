@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from heat.engine import service as engine_service
 
         forget_finished_threads(engine_service.ThreadGroup)
+        from heat.engine import sync_point
+
+        one_literal_eval_at_a_time(sync_point)
         engine = engine_service.EngineService(conf.host, rpc_api.ENGINE_TOPIC)
         api = config.load_paste_app("heat-api")
         cfn = config.load_paste_app("heat-api-cfn")
@@ -114,6 +119,27 @@ def forget_finished_threads(group_class: Any) -> None:
 
     group_class.add_thread = add_live_thread
     group_class._heatgen_forgets_finished = True
+
+
+def one_literal_eval_at_a_time(module: Any) -> None:
+    """CPython 3.11 keeps the AST builder's recursion depth per interpreter, not per thread,
+    so two threads building ASTs at once can fail with "SystemError: AST constructor
+    recursion depth mismatch" (see CPython gh-106905). Heat's convergence reads each sync
+    point's keys back with ``ast.literal_eval`` (``heat.engine.sync_point``), from as many
+    threads as resources it checks at once, and on the threading backend the delete of a
+    300-member group failed this way. ``module`` (Heat's sync_point) gets an ``ast`` whose
+    ``literal_eval`` takes one process-wide lock; nothing else of Heat changes."""
+    if getattr(module, "_heatgen_one_literal_eval", False):
+        return
+    lock = threading.Lock()
+    literal_eval = module.ast.literal_eval
+
+    def locked_literal_eval(node_or_string: Any) -> Any:
+        with lock:
+            return literal_eval(node_or_string)
+
+    module.ast = types.SimpleNamespace(literal_eval=locked_literal_eval, lock=lock)
+    module._heatgen_one_literal_eval = True
 
 
 if __name__ == "__main__":

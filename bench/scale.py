@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -58,6 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -294,10 +296,15 @@ Runs = dict[tuple[str, str], list[Cost]]  # (operation, tool): each run's cost
 
 
 def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, str],
-                 counter: Counter, cloud: Any, heat: Any, settler: Settler) -> Runs:
+                 counter: Counter, cloud: Any, heat: Any, settler: Settler,
+                 on_run: Callable[[Runs], None] = lambda costs: None) -> Runs:
+    """Every run's costs; after each run that completed, ``on_run`` gets the runs so far (a
+    command that fails ends the measurement without its run)."""
     target = size + math.ceil(size / 2)
     costs: Runs = {}
     for index in range(runs):
+        this_run: Runs = {}
+        player = None
         names = {tool: f"scale-{tool[:2]}-{size}-{index}" for tool in TOOLS}
         sites = {tool: site_for(source, names[tool], size, work) for tool in TOOLS}
         rendered = work / names["openstack"]
@@ -306,7 +313,6 @@ def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, 
             for op in OPERATIONS:
                 for tool in tool_order(index):
                     waited, idle = settler.settle()
-                    player = None
                     if tool == "openstack" and op == "deploy":
                         player = MasterPlayer(cloud, names[tool], timeout=600)
                         player.start()
@@ -321,22 +327,28 @@ def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, 
                                   for k, (n, b, t) in sorted(counter.kinds().items()))
                     if player is not None:
                         player.done.set()
+                        player = None
                     lag = span = None
                     if op in WAITS:
                         window = heat_window(cloud, heat, names[tool], op)
                         if window is not None:
                             lag, span = ended - window[1], window[1] - window[0]
-                    costs.setdefault((op, tool), []).append(
+                    this_run.setdefault((op, tool), []).append(
                         Cost(seconds, requests, received, lag, kinds, span))
                     print(f"  {size:>4} workers, run {index + 1}: {tool:<9} {op:<7} "
                           f"{seconds:7.1f} s {requests:5} requests (after "
                           f"{waited:.0f} s for an idle sandbox{'' if idle else ', not idle'})",
                           flush=True)
         finally:
+            if player is not None:
+                player.done.set()
             for name in names.values():
                 stack = cloud.get_stack(name)
                 if stack is not None and not stack.status.startswith("DELETE"):
                     cloud.delete_stack(stack.id)
+        for key, values in this_run.items():
+            costs.setdefault(key, []).extend(values)
+        on_run(costs)
     return costs
 
 
@@ -546,12 +558,16 @@ def measure(args: argparse.Namespace, sizes: list[int], config: Any, work: Path)
         counter = Counter(keystone, heat_proxy)
         settler = Settler(sandbox_cpu(config))
         results: dict[int, Runs] = {}
+
+        def keep(size: int, costs: Runs) -> None:
+            results[size] = costs
+            if args.save is not None:  # after every run: a later failure keeps these
+                save(args.save, args.site.name, results)
+
         for size in sizes:
             print(f"{size} workers", flush=True)
-            results[size] = measure_size(size, args.runs, args.site, work, env, counter,
-                                         cloud, heat, settler)
-        if args.save is not None:
-            save(args.save, args.site.name, results)
+            measure_size(size, args.runs, args.site, work, env, counter, cloud, heat,
+                         settler, on_run=functools.partial(keep, size))
         print_tables(args.site.name, results, args.by_kind)
     finally:
         heat_proxy.stop()

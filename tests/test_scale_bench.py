@@ -12,6 +12,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
@@ -22,6 +24,7 @@ from scale import (  # noqa: E402
     Counter,
     Settler,
     load,
+    measure_size,
     medians,
     save,
     tool_order,
@@ -199,3 +202,66 @@ def test_the_cpu_of_a_process_and_its_children_is_read_from_proc() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+class _Quiet:
+    def settle(self) -> tuple[float, bool]:
+        return 0.0, True
+
+
+class _NoProxies:
+    def mark(self) -> None: ...
+
+    def since(self) -> tuple[int, int]:
+        return 3, 1024
+
+    def kinds(self) -> dict[str, tuple[int, int, float]]:
+        return {"GET stack": (3, 1024, 0.1)}
+
+
+class _Player:
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.done = threading.Event()
+
+    def start(self) -> None: ...
+
+
+class _NoStacks:
+    def get_stack(self, name: str) -> None:
+        return None
+
+
+def test_a_failed_command_keeps_the_runs_before_it(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each completed run is handed on (saved) as it ends; the failing run is not."""
+    import scale
+
+    calls: list[list[str]] = []
+
+    def run(argv: list[str], env: dict[str, str]) -> None:
+        calls.append(argv)
+        if "delete" in argv and sum("delete" in a for a in calls) == 3:  # run 2's first delete
+            raise RuntimeError("delete failed")
+
+    monkeypatch.setattr(scale, "run", run)
+    monkeypatch.setattr(scale, "MasterPlayer", _Player)
+    monkeypatch.setattr(scale, "heat_window", lambda *args: None)
+    handed: list[int] = []
+    saved = tmp_path / "runs.json"
+
+    def on_run(costs: dict[tuple[str, str], list[Cost]]) -> None:
+        handed.append(len(costs[("delete", "heatgen")]))
+        save(saved, "thesis.yaml", {10: costs})
+
+    source = Path(__file__).resolve().parents[1] / "examples" / "thesis.yaml"
+    try:
+        measure_size(10, 3, source, tmp_path, {}, _NoProxies(), _NoStacks(), None,
+                     _Quiet(), on_run=on_run)
+    except RuntimeError as error:
+        assert str(error) == "delete failed"
+    else:
+        raise AssertionError("the failing delete was not raised")
+    assert handed == [1]
+    _, results = load([saved])
+    assert {len(values) for values in results[10].values()} == {1}
+    assert sorted(results[10]) == sorted((op, tool) for op in OPERATIONS for tool in TOOLS)

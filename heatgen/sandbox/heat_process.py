@@ -122,9 +122,9 @@ def forget_finished_threads(group_class: Any) -> None:
 
 
 def one_literal_eval_at_a_time(module: Any) -> None:
-    """CPython 3.11 keeps the AST builder's recursion depth per interpreter, not per thread,
-    so two threads building ASTs at once can fail with "SystemError: AST constructor
-    recursion depth mismatch" (see CPython gh-106905). Heat's convergence reads each sync
+    """CPython 3.11's AST builder can fail with "SystemError: AST constructor recursion depth
+    mismatch" when threads build ASTs at once (its recursion-depth bookkeeping, reported
+    from threaded programs: CPython gh-106905). Heat's convergence reads each sync
     point's keys back with ``ast.literal_eval`` (``heat.engine.sync_point``), from as many
     threads as resources it checks at once, and on the threading backend the delete of a
     300-member group failed this way. ``module`` (Heat's sync_point) gets an ``ast`` whose

@@ -25,17 +25,16 @@ import argparse
 import datetime as dt
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from bench_sandbox import bench_sandbox
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -145,22 +144,8 @@ def main() -> int:
     parser.add_argument("--site", type=Path, default=REPO / "examples" / "thesis.yaml")
     args = parser.parse_args()
 
-    from heatgen.sandbox import control
-    from heatgen.sandbox.settings import on_free_ports, resolve_config
-
-    work = Path(tempfile.mkdtemp(prefix="heatgen-bench-"))
-    own = args.state_dir is None
-    if own:
-        config = on_free_ports(work / "sandbox")
-        control.up(config)
-    else:
-        config = resolve_config(args.state_dir)
-    try:
+    with bench_sandbox(args.state_dir, "heatgen-bench-") as (config, work):
         return measure(args, config, work)
-    finally:
-        if own:
-            control.down(config)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def measure(args: argparse.Namespace, config: Any, work: Path) -> int:

@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from bench_sandbox import bench_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = ("nested", "bare")
@@ -113,7 +112,9 @@ def wait(heat: Any, stack_id: str, want: str) -> None:
         try:
             status = heat.stacks.get(stack_id).stack_status
         except exc.HTTPNotFound:
-            status = "DELETE_COMPLETE"
+            if want != "DELETE_COMPLETE":
+                raise RuntimeError(f"stack {stack_id}: gone, not {want}") from None
+            return
         if status == want:
             return
         if status.endswith("_FAILED"):
@@ -177,17 +178,8 @@ def main() -> int:
     from heatclient import client as heat_client
 
     from heatgen.sandbox import control
-    from heatgen.sandbox.settings import on_free_ports, resolve_config
 
-    work = Path(tempfile.mkdtemp(prefix="heatgen-pacing-"))
-    own = args.state_dir is None
-    if own:
-        config = on_free_ports(work / "sandbox")
-        print(f"starting a sandbox in {config.state_dir}", flush=True)
-        control.up(config)
-    else:
-        config = resolve_config(args.state_dir)
-    try:
+    with bench_sandbox(args.state_dir, "heatgen-pacing-", announce=True) as (config, _):
         heat = heat_client.Client("1", session=control.session(config))
         print(f"\nHeat's own time, {args.members} members resized to {to}, s (request to "
               "final status, +-0.5 s)")
@@ -198,10 +190,6 @@ def main() -> int:
                 create, resize, delete = measure(heat, shape, groups, args.members, to)
                 print(f"| {shape} | {groups} | {create:.1f} | {resize:.1f} | {delete:.1f} |",
                       flush=True)
-    finally:
-        if own:
-            control.down(config)
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

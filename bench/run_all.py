@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from bench_sandbox import bench_sandbox
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,17 +33,7 @@ def main() -> int:
                         help="also run bench/heat_pacing.py (about 15 minutes)")
     args = parser.parse_args()
 
-    from heatgen.sandbox import control
-    from heatgen.sandbox.settings import on_free_ports, resolve_config
-
-    work = Path(tempfile.mkdtemp(prefix="heatgen-bench-"))
-    own = args.state_dir is None
-    if own:
-        config = on_free_ports(work / "sandbox")
-        control.up(config)
-    else:
-        config = resolve_config(args.state_dir)
-    try:
+    with bench_sandbox(args.state_dir, "heatgen-bench-") as (config, _):
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             model = next((line.split(":", 1)[1].strip() for line in cpuinfo
                           if line.startswith("model name")), platform.processor())
@@ -57,10 +47,6 @@ def main() -> int:
                             args.scale_sizes, *state], check=True)
         if args.pacing:
             subprocess.run([sys.executable, str(HERE / "heat_pacing.py"), *state], check=True)
-    finally:
-        if own:
-            control.down(config)
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

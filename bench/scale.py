@@ -53,11 +53,9 @@ import json
 import math
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -69,7 +67,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from compare_cli import MasterPlayer  # noqa: E402  (bench/ is this script's directory)
+from bench_sandbox import bench_sandbox  # noqa: E402  (bench/ is this script's directory)
+from compare_cli import MasterPlayer  # noqa: E402
 
 from tests.faultproxy import FaultProxy, write_clouds_yaml  # noqa: E402
 
@@ -513,23 +512,8 @@ def main() -> int:
     if not sizes or sizes[0] < 1:
         parser.error(f"--sizes: each size must be at least 1 (got {args.sizes!r})")
 
-    from heatgen.sandbox import control
-    from heatgen.sandbox.settings import on_free_ports, resolve_config
-
-    work = Path(tempfile.mkdtemp(prefix="heatgen-scale-"))
-    own = args.state_dir is None
-    if own:
-        config = on_free_ports(work / "sandbox")
-        print(f"starting a sandbox in {config.state_dir}", flush=True)
-        control.up(config)
-    else:
-        config = resolve_config(args.state_dir)
-    try:
+    with bench_sandbox(args.state_dir, "heatgen-scale-", announce=True) as (config, work):
         return measure(args, sizes, config, work)
-    finally:
-        if own:
-            control.down(config)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def measure(args: argparse.Namespace, sizes: list[int], config: Any, work: Path) -> int:

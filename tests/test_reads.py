@@ -194,11 +194,18 @@ def _every(step: float, start: float, stop: float) -> list[float]:
     return [start + step * i for i in range(int((stop - start) / step) + 1)]
 
 
-# How late heatgen may notice the end: within a second while its budget lasts (short
-# operations, or after a quiet stretch refilled it), else within one BUDGET interval (2 s),
-# or the backoff's second step after a poll that found nothing; the CLI: up to 5 s.
+# How late heatgen may notice the end: within a second while its budget lasts (operations of
+# a few seconds, or after a quiet stretch refilled it), else within one BUDGET interval (2 s),
+# or the backoff's second step after a poll that found nothing; the CLI: up to 5 s. A wait
+# starts with a poll and the reserve only (START), so an update that moves every second for
+# 10 s has spent its budget before its end.
 SCENARIOS = [
-    Scenario("short update (10 s, an event every 0.3 s)", _every(0.3, 0.2, 10.0), 10.1, 1.0),
+    Scenario("update of a few seconds", _every(0.3, 0.2, 3.5), 4.0, 1.0),
+    Scenario("short update (10 s, an event every 0.3 s)", _every(0.3, 0.2, 10.0), 10.1,
+             BUDGET),
+    Scenario("create of a small grid: its resources, then ten members a second apart",
+             _every(0.3, 0.2, 3.0) + [5.0 + i + d for i in range(10) for d in (0.0, 0.4)],
+             17.0, 1.0),
     Scenario("create waiting 60 s on the master, then the group",
              _every(0.5, 0.2, 3.0) + _every(0.5, 60.0, 70.0), 70.2, 1.0),
     Scenario("create with a lull before its last resources",
@@ -264,20 +271,29 @@ def test_a_delete_gone_quiet_is_noticed_by_reads_between_its_polls(end: float) -
 
 
 def test_the_budget_is_spent_on_polls_that_follow_events() -> None:
-    from heatgen.ops.wait import BURST, SLOWEST, Pace
+    from heatgen.ops.wait import SLOWEST, START, Pace
 
     pace = Pace(0.0, unit=1.0)
     waits: list[float] = []
     now = 0.0
-    for moved in (True,) * 12 + (False,) * 6:
+    # A quiet start (the master booting) saves what the slow polls do not spend; the
+    # operation then moves: its first polls come a second apart, then one per BUDGET.
+    for moved in (False,) * 6 + (True,) * 12 + (False,) * 6:
         pace.spend(1, now)
         wait = pace.delay(moved, now)
         waits.append(wait)
         now += wait
-    assert waits[0] == 1.0 and max(waits[:12]) <= BUDGET
+    assert waits[5] == SLOWEST and waits[6] == waits[7] == 1.0
+    assert max(waits[6:18]) <= BUDGET and waits[17] == BUDGET
     assert waits[-1] == SLOWEST
     spent = len(waits)
-    assert spent <= BURST + now / BUDGET + 1
+    assert spent <= START + now / BUDGET + 1
+    # Without the quiet start, a moving operation's polls come one per BUDGET from the
+    # second on: a wait starts with one poll and the reserve only.
+    pace = Pace(0.0, unit=1.0)
+    pace.spend(1, 0.0)
+    assert pace.delay(True, 0.0) == BUDGET
+    assert pace.delay(True, 0.0, urgent=True) == 1.0
 
 
 def test_cli_model_matches_heatclient_for_a_quiet_operation() -> None:

@@ -145,6 +145,17 @@ def test_the_proxies_time_each_answer_and_the_kinds_add_them_up() -> None:
         assert (patches, patched, gets) == (1, 12, 2)
         assert 0.3 <= patch_seconds < 5.0
         assert get_seconds < patch_seconds
+        assert counter.since()[0] == 3
+        # The sandbox's master player's reads inside `heatgen deploy` count for neither tool;
+        # the kinds still show them.
+        counter.mark()
+        for handle in ("master_wait_handle", "worker_token_handle", "master_server"):
+            connection = http.client.HTTPConnection("127.0.0.1", heat.port, timeout=10)
+            connection.request("GET", f"{stack}/resources/{handle}?with_attr=endpoint")
+            assert connection.getresponse().read() == b'{"ok": true}'
+            connection.close()
+        assert counter.since() == (1, 12)
+        assert sum(count for count, _, _ in counter.kinds().values()) == 3
     finally:
         heat.stop()
         keystone.stop()

@@ -19,12 +19,15 @@ STATUS_EVERY = 10.0  # seconds without a new event between safety-net reads of t
 # every 5 s by name (2 requests: the lookup and its redirect) and reads the stack after two
 # polls without one (2 more): 4 to 6 requests per 10 s through the long middle of an
 # operation. A heatgen poll is one request; it may spend one per BUDGET intervals (5 per
-# 10 s), BURST at once.
+# 10 s), BURST at once after a quiet stretch saved them.
 SLOWEST = 5.0  # the longest pause while nothing happens
 BACKOFF = 1.5  # each poll that brought nothing waits this much longer than the last
 BUDGET = 2.0
 BURST = 5.0
 RESERVE = 2.0  # kept back for polls right after a sign that the end is near
+# What a wait starts with: one poll at once and the reserve. A short operation (tens of
+# seconds) would otherwise spend a burst it never saved, more than the CLI's polling of it.
+START = 1.0 + RESERVE
 QUIET_DELETE = 6  # polls of a delete gone quiet that still come soon: it is nearly gone
 # Seconds between listings of the tree's events (the nested stacks' progress lines); the
 # polls between list only the stack's own events, which show its end as soon.
@@ -53,9 +56,9 @@ class Pace:
     A poll that brought events is followed by one after ``POLL_INTERVAL`` (an operation that
     moves may end any moment); each poll that brought nothing waits ``BACKOFF`` times longer,
     up to ``SLOWEST`` intervals. Requests come out of a budget that fills at one per ``BUDGET``
-    intervals and holds at most ``2 * BURST``: once it is spent, polls come every ``BUDGET``
-    intervals (the end is noticed about a second late on average, two at most), and a wait
-    costs fewer requests than the CLI's over the same operation, beyond ``BURST``. ``RESERVE``
+    intervals, starts at ``START`` and holds at most ``2 * BURST``: once it is spent, polls
+    come every ``BUDGET`` intervals (the end is noticed about a second late on average, two at
+    most), and a wait costs no more requests than the CLI's over the same operation. ``RESERVE``
     of it is kept for an ``urgent`` poll, one that follows a sign of the end (a top-level
     resource done, a delete gone quiet), so that one comes after ``POLL_INTERVAL`` anyway.
     """
@@ -63,7 +66,7 @@ class Pace:
     def __init__(self, now: float, unit: float | None = None) -> None:
         self.unit = POLL_INTERVAL if unit is None else unit
         self.interval = self.unit
-        self.tokens = BURST
+        self.tokens = START
         self.updated = now
 
     def _fill(self, now: float) -> None:

@@ -1,7 +1,7 @@
 """heatgen against the `openstack` CLI on big grids: what each operation costs as the grid grows.
 
-    python bench/scale.py [--sizes 10,100,300] [--runs 1] [--state-dir DIR] [--site SITE.yaml]
-                          [--by-kind] [--save FILE]
+    python bench/scale.py [--sizes 10,100,300] [--runs 1] [--first-run 1] [--state-dir DIR]
+                          [--site SITE.yaml] [--by-kind] [--save FILE]
     python bench/scale.py --tables FILE [FILE ...] [--by-kind]
 
 Needs the `openstack` CLI: `pip install -e '.[sandbox,bench]'`.
@@ -41,7 +41,8 @@ figure, how it grows from the smallest size to the largest.
 
 --save FILE keeps every run's figures; --tables prints the tables again from such files, the
 runs of one size from several files merged (sizes measured on different days side by side,
-the growth table included). Without --state-dir a sandbox is started in a temporary
+the growth table included; a run measured apart takes its turn with --first-run: `--runs 1
+--first-run 2` has the CLI go first). Without --state-dir a sandbox is started in a temporary
 directory on free ports and removed at the end. Heat's limit of resources per stack must
 allow the largest grid (3 per worker).
 """
@@ -306,12 +307,13 @@ Runs = dict[tuple[str, str], list[Cost]]  # (operation, tool): each run's cost
 
 def measure_size(size: int, runs: int, source: Path, work: Path, env: dict[str, str],
                  counter: Counter, cloud: Any, heat: Any, settler: Settler,
-                 on_run: Callable[[Runs], None] = lambda costs: None) -> Runs:
+                 on_run: Callable[[Runs], None] = lambda costs: None, first: int = 0) -> Runs:
     """Every run's costs; after each run that completed, ``on_run`` gets the runs so far (a
-    command that fails ends the measurement without its run)."""
+    command that fails ends the measurement without its run). Runs are numbered from
+    ``first`` (0-based), which sets who goes first in each."""
     target = size + math.ceil(size / 2)
     costs: Runs = {}
-    for index in range(runs):
+    for index in range(first, first + runs):
         this_run: Runs = {}
         player = None
         names = {tool: f"scale-{tool[:2]}-{size}-{index}" for tool in TOOLS}
@@ -501,6 +503,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="10,100,300",
                         help="worker counts, comma-separated (default 10,100,300)")
     parser.add_argument("--runs", type=int, default=1, help="runs per size (default 1)")
+    parser.add_argument("--first-run", type=int, default=1, metavar="K",
+                        help="number the runs from K (default 1): the tools' turns follow the "
+                        "number, so --runs 1 --first-run 2 has the CLI go first")
     parser.add_argument("--state-dir", type=Path, help="a running sandbox to use")
     parser.add_argument("--site", type=Path, default=REPO / "examples" / "thesis.yaml")
     parser.add_argument("--by-kind", action="store_true",
@@ -521,6 +526,8 @@ def main() -> int:
         parser.error(f"--sizes: worker counts such as 10,100,300 (got {args.sizes!r})")
     if not sizes or sizes[0] < 1:
         parser.error(f"--sizes: each size must be at least 1 (got {args.sizes!r})")
+    if args.first_run < 1:
+        parser.error(f"--first-run: a run number, 1 or more (got {args.first_run})")
 
     with bench_sandbox(args.state_dir, "heatgen-scale-", announce=True) as (config, work):
         return measure(args, sizes, config, work)
@@ -561,7 +568,8 @@ def measure(args: argparse.Namespace, sizes: list[int], config: Any, work: Path)
         for size in sizes:
             print(f"{size} workers", flush=True)
             measure_size(size, args.runs, args.site, work, env, counter, cloud, heat,
-                         settler, on_run=functools.partial(keep, size))
+                         settler, on_run=functools.partial(keep, size),
+                         first=args.first_run - 1)
         print_tables(args.site.name, results, args.by_kind)
     finally:
         heat_proxy.stop()

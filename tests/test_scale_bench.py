@@ -276,3 +276,22 @@ def test_a_failed_command_keeps_the_runs_before_it(tmp_path: Path,
     _, results = load([saved])
     assert {len(values) for values in results[10].values()} == {1}
     assert sorted(results[10]) == sorted((op, tool) for op in OPERATIONS for tool in TOOLS)
+
+
+def test_a_run_numbered_apart_takes_its_turn(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--first-run 2` measures run 2 alone: the CLI goes first, on stacks named for run 2."""
+    import scale
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(scale, "run", lambda argv, env: calls.append(argv))
+    monkeypatch.setattr(scale, "MasterPlayer", _Player)
+    monkeypatch.setattr(scale, "heat_window", lambda *args: None)
+    source = Path(__file__).resolve().parents[1] / "examples" / "thesis.yaml"
+    costs = measure_size(10, 1, source, tmp_path, {}, _NoProxies(), _NoStacks(), None,
+                         _Quiet(), first=1)
+    assert {len(values) for values in costs.values()} == {1}
+    deploys = [argv for argv in calls if "deploy" in argv or "create" in argv]
+    assert [Path(argv[0]).name for argv in deploys] == ["openstack", "heatgen"]
+    assert deploys[0][-1] == "scale-op-10-1"
+    assert any(arg.endswith("scale-he-10-1.yaml") for arg in deploys[1])

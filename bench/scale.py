@@ -33,11 +33,11 @@ and for the waits how long after Heat's own final event the command ended (Heat 
 to the second: +-1 s). Neither tool's master player is counted: heatgen's deploy reads each
 wait handle's endpoint and token through the proxy (four requests; the kinds table shows
 them), the CLI's player uses a connection of its own, and on a cloud the master signals by
-itself. A second table splits each wait into
-Heat's own span (the stack's first event of the operation to its final one) and what the tool
-added beyond it (start-up, reads before the change, noticing the end). With --by-kind, the
-waits' requests and bytes by what they asked (the last run of each size). Then, for each
-figure, how it grows from the smallest size to the largest.
+itself. A second table splits each wait into Heat's own span (the stack's first event of the
+operation to its final one) and what the tool added beyond it (start-up, reads before the
+change, noticing the end). With --by-kind, the waits' requests and bytes by what they asked
+(the last run of each size). Then, for each figure, how it grows from the smallest size to
+the largest.
 
 --save FILE keeps every run's figures; --tables prints the tables again from such files, the
 runs of one size from several files merged (sizes measured on different days side by side,

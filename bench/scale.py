@@ -73,6 +73,7 @@ sys.path.insert(0, str(REPO))
 from bench_sandbox import bench_sandbox  # noqa: E402  (bench/ is this script's directory)
 from compare_cli import MasterPlayer  # noqa: E402
 
+from heatgen import contract  # noqa: E402
 from tests.faultproxy import FaultProxy, write_clouds_yaml  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -85,7 +86,7 @@ COMMAND_TIMEOUT = 3600
 # What the sandbox's master player asks, inside `heatgen deploy` (heatgen.sandbox.master): the
 # endpoint and token of each wait handle. The kinds table still shows them.
 PLAYER_KINDS = frozenset(f"GET stack/resources/{handle}?with_attr"
-                         for handle in ("master_wait_handle", "worker_token_handle"))
+                         for handle in (contract.WAIT_HANDLE, contract.TOKEN_HANDLE))
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
